@@ -1,0 +1,62 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_VALIDATION := false
+
+.PHONY: demo test lint typecheck pytest deps system-deps server bench clean
+
+demo: deps
+	$(BIN)/optfleet demo
+
+test: deps system-deps lint typecheck pytest
+
+deps: $(STAMPS)/venv $(STAMPS)/node
+
+$(STAMPS)/venv: requirements/dev.lock pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements/dev.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+$(STAMPS)/node: package-lock.json
+	@mkdir -p $(STAMPS)
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian packages the tests use; installed only when missing.
+system-deps:
+	@missing=""; \
+	test -x /usr/lib/postgresql/15/bin/initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check worker_bootstrap suggestion_server optfleet infra
+
+typecheck: deps
+	$(BIN)/mypy --python-version 3.9 worker_bootstrap
+	$(BIN)/mypy suggestion_server
+
+pytest: deps
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+server: deps
+	$(BIN)/optfleet server
+
+bench: deps system-deps
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) node_modules $(STAMPS) cdk.out .mypy_cache .ruff_cache .pytest_cache

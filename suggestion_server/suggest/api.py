@@ -1,0 +1,92 @@
+"""The contract between the store and the suggestion engine (the Optuna bridge).
+
+The store describes an experiment's search space as a ``SearchSpec`` and gives the engine read
+access to the experiment's rows through a ``RowSource``; the engine returns assignments. The engine
+keeps its own per-process cache keyed by (experiment id, version); the store bumps the version
+whenever rows the engine has seen change (observation updated or deleted, parameters changed), so
+the cache is rebuilt. Appended rows need no version bump: the engine reads them incrementally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, Union
+
+AssignmentValue = Union[float, int, str]
+Assignments = Mapping[str, AssignmentValue]
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter: ``low``/``high`` for double and int, ``categories`` for categorical."""
+
+    name: str
+    type: Literal["double", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    categories: tuple[str, ...] = ()
+    grid: tuple[AssignmentValue, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What the engine needs to know about an experiment."""
+
+    experiment_id: int
+    kind: Literal["offline", "random", "grid"]
+    parameters: tuple[ParameterSpec, ...]
+    # Optimized metrics only, in the experiment's order: one or two.
+    metric_names: tuple[str, ...]
+    directions: tuple[Literal["maximize", "minimize"], ...]
+
+
+@dataclass(frozen=True)
+class ObservationRow:
+    """A stored, non-deleted observation. ``values`` maps optimized metric name to value."""
+
+    id: int
+    suggestion_id: int | None
+    assignments: Assignments
+    values: Mapping[str, float] | None
+    failed: bool
+
+
+@dataclass(frozen=True)
+class OpenSuggestionRow:
+    """A non-deleted suggestion that no observation references yet."""
+
+    id: int
+    assignments: Assignments
+
+
+class RowSource(Protocol):
+    """Read access to one experiment's rows, inside the caller's transaction."""
+
+    def observations_after(self, observation_id: int) -> Sequence[ObservationRow]:
+        """Non-deleted observations with id > ``observation_id``, ascending by id."""
+        ...
+
+    def open_suggestions(self) -> Sequence[OpenSuggestionRow]:
+        """Every open, non-deleted suggestion of the experiment."""
+        ...
+
+
+class Suggester(Protocol):
+    """Chooses assignments for a new suggestion.
+
+    The caller serializes calls per experiment (a database lock held for the whole create), has
+    already inserted the new suggestion row (so it has an id) and passes that id: the engine must
+    ignore that row in ``open_suggestions()`` and records its own proposal as a running trial for
+    it. If the caller's transaction fails afterwards, the next call finds that suggestion id missing
+    from the open set and discards the running trial.
+    """
+
+    def propose(
+        self, spec: SearchSpec, version: int, source: RowSource, for_suggestion_id: int
+    ) -> dict[str, AssignmentValue]: ...
+
+    def forget(self, experiment_id: int) -> None:
+        """Drop any cached state for the experiment (deleted experiment, tests)."""
+        ...

@@ -1,0 +1,96 @@
+"""Run the suggestion server as a real subprocess on loopback, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import requests
+
+from tests.support.ports import free_port, wait_until
+
+
+class RunningServer:
+    """`python -m suggestion_server` on 127.0.0.1 with a bootstrap token.
+
+    ``url`` has no trailing slash, as the official client wants it. ``db_url`` None means a
+    SQLite file in a temporary directory removed on ``stop()``.
+    """
+
+    def __init__(self, db_url: str | None = None, token: str = "test-token",
+                 env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+        self._tmp: Path | None = None
+        if db_url is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="optfleet-srv-"))
+            db_url = f"sqlite:///{self._tmp / 'optfleet.db'}"
+        self.db_url = db_url
+        self.token = token
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, **(env or {}), "OPTFLEET_BOOTSTRAP_TOKEN": token}
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="optfleet-srv-", suffix=".log")[1])
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls, db_url: str | None = None, token: str = "test-token",
+              env: dict[str, str] | None = None) -> RunningServer:
+        server = cls(db_url=db_url, token=token, env=env)
+        server._launch()
+        return server
+
+    def _launch(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "suggestion_server", "--db", self.db_url,
+                 "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, env=self._env,
+            )
+        wait_until(self._healthy, timeout_s=60, what=f"suggestion server on {self.url} (log {self.log_path})")
+
+    def _healthy(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise RuntimeError(f"server exited with {self._proc.returncode}: {self.log_text()[-2000:]}")
+        try:
+            return requests.get(f"{self.url}/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the server (no clean shutdown)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait(timeout=30)
+
+    def restart(self) -> None:
+        """Start again on the same port and database after ``kill`` or ``stop_process``."""
+        self._launch()
+
+    def stop_process(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.stop_process()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

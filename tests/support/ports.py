@@ -14,8 +14,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(ready: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.05) -> None:
-    """Poll ``ready`` until it returns True; raise TimeoutError naming ``what`` after ``timeout_s``."""
+def wait_until(
+    ready: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.05
+) -> None:
+    """Poll ``ready`` until True; after ``timeout_s`` raise TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if ready():

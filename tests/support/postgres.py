@@ -54,16 +54,27 @@ class PostgresCluster:
         port = free_port()
         data = root / "data"
         subprocess.run(
-            _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
+            _as_postgres(
+                [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
+            ),
             check=True,
             stdout=subprocess.DEVNULL,
         )
         cluster = cls(root=root, port=port, bin_dir=bin_dir)
-        cluster._pg_ctl("start", "-o", f"-h 127.0.0.1 -p {port} -k {root} -c max_connections=300 -c fsync=off")
+        cluster._pg_ctl(
+            "start", "-o", f"-h 127.0.0.1 -p {port} -k {root} -c max_connections=300 -c fsync=off"
+        )
         return cluster
 
     def _pg_ctl(self, action: str, *extra: str) -> None:
-        args = [str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "log"), "-w"]
+        args = [
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.root / "data"),
+            "-l",
+            str(self.root / "log"),
+            "-w",
+        ]
         subprocess.run(_as_postgres([*args, *extra, action]), check=True, stdout=subprocess.DEVNULL)
 
     def url(self, database: str = "postgres") -> str:
@@ -73,15 +84,31 @@ class PostgresCluster:
         """Create a fresh database and return its URL."""
         name = name or f"t_{uuid.uuid4().hex[:12]}"
         subprocess.run(
-            [str(self.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-             "-q", "-c", f'CREATE DATABASE "{name}"'],
+            [
+                str(self.bin_dir / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-q",
+                "-c",
+                f'CREATE DATABASE "{name}"',
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
         return self.url(name)
 
     def restart(self) -> None:
-        self._pg_ctl("restart", "-m", "fast", "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=300 -c fsync=off")
+        self._pg_ctl(
+            "restart",
+            "-m",
+            "fast",
+            "-o",
+            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=300 -c fsync=off",
+        )
 
     def stop(self) -> None:
         self._pg_ctl("stop", "-m", "fast")

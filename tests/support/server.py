@@ -23,8 +23,13 @@ class RunningServer:
     SQLite file in a temporary directory removed on ``stop()``.
     """
 
-    def __init__(self, db_url: str | None = None, token: str = "test-token",
-                 env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        db_url: str | None = None,
+        token: str = "test-token",
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
         self._tmp: Path | None = None
         if db_url is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="optfleet-srv-"))
@@ -38,8 +43,9 @@ class RunningServer:
         self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(cls, db_url: str | None = None, token: str = "test-token",
-              env: dict[str, str] | None = None) -> RunningServer:
+    def start(
+        cls, db_url: str | None = None, token: str = "test-token", env: dict[str, str] | None = None
+    ) -> RunningServer:
         server = cls(db_url=db_url, token=token, env=env)
         server._launch()
         return server
@@ -47,15 +53,32 @@ class RunningServer:
     def _launch(self) -> None:
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "suggestion_server", "--db", self.db_url,
-                 "--host", "127.0.0.1", "--port", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, env=self._env,
+                [
+                    sys.executable,
+                    "-m",
+                    "suggestion_server",
+                    "--db",
+                    self.db_url,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env,
             )
-        wait_until(self._healthy, timeout_s=60, what=f"suggestion server on {self.url} (log {self.log_path})")
+        wait_until(
+            self._healthy,
+            timeout_s=60,
+            what=f"suggestion server on {self.url} (log {self.log_path})",
+        )
 
     def _healthy(self) -> bool:
         if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(f"server exited with {self._proc.returncode}: {self.log_text()[-2000:]}")
+            raise RuntimeError(
+                f"server exited with {self._proc.returncode}: {self.log_text()[-2000:]}"
+            )
         try:
             return requests.get(f"{self.url}/health", timeout=1).status_code == 200
         except requests.RequestException:
@@ -91,6 +114,10 @@ class RunningServer:
     def __enter__(self) -> RunningServer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -1,0 +1,106 @@
+"""The FastAPI application: ``create_app(db_url)`` wires store, engine, auth and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+from fastapi import Depends, FastAPI
+from pydantic.json_schema import models_json_schema
+
+from suggestion_server.auth import TokenCache
+from suggestion_server.context import ServerContext
+from suggestion_server.db import Store, make_engine
+from suggestion_server.errors import install_error_handlers
+from suggestion_server.migrate import upgrade_to_head
+from suggestion_server.routes import (
+    best_assignments,
+    experiments,
+    health,
+    observations,
+    suggestions,
+)
+from suggestion_server.routes.common import reject_nul_in_query
+from suggestion_server.schemas import REQUEST_MODELS
+from suggestion_server.suggest.api import Suggester
+from suggestion_server.tokens import register_token
+from suggestion_server.web.router import router as web_router
+
+log = logging.getLogger("suggestion_server")
+
+# Worker threads for the sync endpoints: enough for 32+ concurrent clients.
+THREAD_POOL_SIZE = 64
+
+
+def default_suggester() -> Suggester:
+    """The Optuna engine (imported lazily: it pulls in Optuna)."""
+    from suggestion_server.suggest.engine import OptunaSuggester
+
+    return OptunaSuggester()
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Add the request-body models (bodies are parsed by ``json_body``) to the components."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        _, defs = models_json_schema(
+            [(model, "validation") for model in REQUEST_MODELS],
+            ref_template="#/components/schemas/{model}",
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(defs.get("$defs", {}))
+        # Validation failures are 400s here (see errors.py), never FastAPI's 422.
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(
+    db_url: str,
+    bootstrap_token: str | None = None,
+    suggester: Suggester | None = None,
+    clock: Callable[[], float] | None = None,
+) -> FastAPI:
+    """Build the app: migrate the database, register ``bootstrap_token`` (idempotent)."""
+    store = Store(make_engine(db_url))
+    upgrade_to_head(store.engine)
+    if bootstrap_token:
+        register_token(store, bootstrap_token, name="bootstrap")
+    context = ServerContext(store=store, suggester=suggester or default_suggester())
+    if clock is not None:
+        context.clock = clock
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREAD_POOL_SIZE
+        yield
+        store.dispose()
+
+    app = FastAPI(
+        title="optfleet suggestion server",
+        version="1",
+        description="SigOpt v1 compatible suggestion API (see docs/api.md).",
+        lifespan=lifespan,
+        dependencies=[Depends(reject_nul_in_query)],
+    )
+    app.state.context = context
+    app.state.token_cache = TokenCache()
+    install_error_handlers(app)
+    for module in (health, experiments, suggestions, observations, best_assignments):
+        app.include_router(module.router)
+    app.include_router(web_router)
+    _install_openapi(app)
+    return app

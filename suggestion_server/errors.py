@@ -1,0 +1,97 @@
+"""The API's errors: ``ApiError`` raised anywhere, rendered as ``{"message", "status"}``.
+
+Also maps what FastAPI/Starlette raise on their own (unknown route, wrong method, invalid query or
+path parameter) onto the SigOpt wire's statuses and messages, so FastAPI's 422 never appears.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger("suggestion_server")
+
+NOT_FOUND_MESSAGE = "The requested resource could not be found"
+
+
+class ApiError(Exception):
+    """An error the client caused (or may act on), with the wire's status and message."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def bad_request(message: str) -> ApiError:
+    """400 with ``message``."""
+    return ApiError(400, message)
+
+
+def not_found(message: str = NOT_FOUND_MESSAGE) -> ApiError:
+    """404 (also used for objects of another client, so their existence does not leak)."""
+    return ApiError(404, message)
+
+
+def error_response(status: int, message: str, **extra: Any) -> Response:
+    """The wire's error body."""
+    body = {"message": message, "status": status, **extra}
+    return Response(
+        json.dumps(body), status_code=status, media_type="application/json; charset=utf-8"
+    )
+
+
+def endpoint_not_found_message(path: str) -> str:
+    """The wire's 404 message for a path that matches no route."""
+    if path.startswith("/v1/") or path == "/v1":
+        return f"Endpoint not found: {path}"
+    return f"Endpoint not found: {path}. (Endpoint paths must begin with /v1)"
+
+
+def _describe_validation_error(err: dict[str, Any]) -> str:
+    loc = [str(part) for part in err.get("loc", ())]
+    where, name = (loc[0], ".".join(loc[1:])) if loc else ("request", "")
+    value = err.get("input")
+    expected = str(err.get("msg", "invalid value"))
+    kind = "query parameter" if where == "query" else "header" if where == "header" else where
+    return f"Invalid value for {kind} {name}: {value!r} - {expected}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into the wire's error body."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> Response:
+        return error_response(exc.status, exc.message, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        if any(err.get("loc", ("",))[0] == "path" for err in errors):
+            # Ids are integers in the route: anything else matches no endpoint.
+            return error_response(404, endpoint_not_found_message(request.url.path))
+        return error_response(400, "; ".join(_describe_validation_error(e) for e in errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return error_response(404, endpoint_not_found_message(request.url.path))
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            methods = [m.strip() for m in allowed.split(",") if m.strip()]
+            return error_response(
+                405, f"This endpoint accepts only the following methods: {methods}"
+            )
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "An unexpected server error has occurred.")

@@ -1,0 +1,100 @@
+"""The server's tables (SQLAlchemy 2 ORM). The Alembic migrations create exactly these.
+
+JSON payloads (assignments, values, metadata, parameters, metrics) are stored as text so that key
+order round-trips as the wire promises; ``objective_value`` duplicates the first optimized metric's
+value of an observation so that ``best_observation`` is one indexed query.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# BIGINT on PostgreSQL, but SQLite only autoincrements a column declared exactly INTEGER.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the server's tables."""
+
+
+class Client(Base):
+    """A team: it owns experiments; its tokens see only its experiments."""
+
+    __tablename__ = "clients"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class Token(Base):
+    """An API token, stored as the hex sha256 of the token text."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(Id, ForeignKey("clients.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class Experiment(Base):
+    """An experiment; ``version`` changes whenever rows the suggestion engine has read change."""
+
+    __tablename__ = "experiments"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(Id, ForeignKey("clients.id"))
+    name: Mapped[str] = mapped_column(String(400))
+    type: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    created: Mapped[int] = mapped_column(BigInteger)
+    updated: Mapped[int] = mapped_column(BigInteger)
+    metadata_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    parameters_json: Mapped[str] = mapped_column(Text)
+    metrics_json: Mapped[str] = mapped_column(Text)
+    observation_budget: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    parallel_bandwidth: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_experiments_client_id", "client_id", "id"),)
+
+
+class Suggestion(Base):
+    """A suggestion; ``closed`` is set once any observation references it and never unset."""
+
+    __tablename__ = "suggestions"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(Id, ForeignKey("experiments.id"))
+    assignments_json: Mapped[str] = mapped_column(Text)
+    metadata_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[int] = mapped_column(BigInteger)
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_suggestions_experiment", "experiment_id", "deleted", "closed", "id"),
+    )
+
+
+class Observation(Base):
+    """An observation; ``values_json`` is the rendered ``values`` list (empty when failed)."""
+
+    __tablename__ = "observations"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(Id, ForeignKey("experiments.id"))
+    suggestion_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("suggestions.id"), nullable=True
+    )
+    assignments_json: Mapped[str] = mapped_column(Text)
+    values_json: Mapped[str] = mapped_column(Text)
+    objective_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    failed: Mapped[bool] = mapped_column(Boolean, default=False)
+    metadata_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[int] = mapped_column(BigInteger)
+    updated: Mapped[int] = mapped_column(BigInteger)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_observations_experiment", "experiment_id", "deleted", "id"),
+        Index("ix_observations_suggestion", "suggestion_id"),
+    )

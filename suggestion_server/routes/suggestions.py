@@ -1,0 +1,145 @@
+"""/v1/experiments/{id}/suggestions"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from suggestion_server.routes.common import (
+    After,
+    Before,
+    ClientId,
+    Ctx,
+    Fields,
+    IdPath,
+    JsonBody,
+    Limit,
+    body_schema,
+    metadata_query,
+    ok,
+    paging,
+    path_id,
+    query_bool,
+    query_ids,
+    render,
+)
+from suggestion_server.schemas import (
+    EmptyOut,
+    PaginationOut,
+    SuggestionCreate,
+    SuggestionOut,
+    SuggestionUpdate,
+    validate_body,
+)
+from suggestion_server.services import suggestions as service
+
+router = APIRouter(prefix="/v1/experiments/{experiment_id}/suggestions", tags=["suggestions"])
+
+State = Annotated[str | None, Query(description="only `open` is accepted")]
+
+
+@router.post("", responses=ok(SuggestionOut), openapi_extra=body_schema(SuggestionCreate))
+def create_suggestion(
+    request: Request,
+    ctx: Ctx,
+    client_id: ClientId,
+    experiment_id: IdPath,
+    body: JsonBody,
+    fields: Fields = None,
+) -> Response:
+    """A new open suggestion (from the engine, or manual with ``assignments``)."""
+    spec = validate_body(SuggestionCreate, body)
+    result = service.create_suggestion(ctx, client_id, path_id(experiment_id), spec)
+    return render(request, result, fields)
+
+
+@router.get(
+    "",
+    responses=ok(PaginationOut[SuggestionOut]),
+    description="Newest first. Extension: `metadata.<key>=<value>` filters on a metadata value.",
+)
+def list_suggestions(
+    request: Request,
+    ctx: Ctx,
+    client_id: ClientId,
+    experiment_id: IdPath,
+    state: State = None,
+    limit: Limit = None,
+    before: Before = None,
+    after: After = None,
+    deleted: Annotated[str | None, Query(description="true: include deleted")] = None,
+    id: Annotated[str | None, Query(description="comma-separated ids")] = None,
+    fields: Fields = None,
+) -> Response:
+    """A page of suggestions."""
+    result = service.list_suggestions(
+        ctx,
+        client_id,
+        path_id(experiment_id),
+        paging(limit, before, after),
+        state=state,
+        include_deleted=query_bool(deleted, "deleted"),
+        ids=query_ids(id),
+        metadata=metadata_query(request),
+    )
+    return render(request, result, fields)
+
+
+@router.delete("", responses=ok(EmptyOut))
+def delete_suggestions(
+    request: Request, ctx: Ctx, client_id: ClientId, experiment_id: IdPath, state: State = None
+) -> Response:
+    """Soft delete the open suggestions (``state=open``) or all of them."""
+    service.delete_suggestions(ctx, client_id, path_id(experiment_id), state)
+    return render(request, {})
+
+
+@router.get("/{suggestion_id}", responses=ok(SuggestionOut))
+def fetch_suggestion(
+    request: Request,
+    ctx: Ctx,
+    client_id: ClientId,
+    experiment_id: IdPath,
+    suggestion_id: IdPath,
+    fields: Fields = None,
+) -> Response:
+    """One suggestion (404 when deleted)."""
+    result = service.fetch_suggestion(
+        ctx, client_id, path_id(experiment_id), path_id(suggestion_id)
+    )
+    return render(request, result, fields)
+
+
+@router.put(
+    "/{suggestion_id}", responses=ok(SuggestionOut), openapi_extra=body_schema(SuggestionUpdate)
+)
+def update_suggestion(
+    request: Request,
+    ctx: Ctx,
+    client_id: ClientId,
+    experiment_id: IdPath,
+    suggestion_id: IdPath,
+    body: JsonBody,
+    fields: Fields = None,
+) -> Response:
+    """Replace (or clear) the metadata."""
+    change = validate_body(SuggestionUpdate, body)
+    result = service.update_suggestion(
+        ctx, client_id, path_id(experiment_id), path_id(suggestion_id), change
+    )
+    return render(request, result, fields)
+
+
+@router.delete("/{suggestion_id}", responses=ok(EmptyOut))
+def delete_suggestion(
+    request: Request,
+    ctx: Ctx,
+    client_id: ClientId,
+    experiment_id: IdPath,
+    suggestion_id: IdPath,
+) -> Response:
+    """Soft delete one suggestion."""
+    service.delete_suggestion(ctx, client_id, path_id(experiment_id), path_id(suggestion_id))
+    return render(request, {})

@@ -1,0 +1,330 @@
+"""Observations: create (with duplicate handling), list, fetch, update, delete."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import ColumnElement, update
+from sqlalchemy.orm import Session
+
+from suggestion_server.context import ServerContext
+from suggestion_server.errors import ApiError, bad_request, not_found
+from suggestion_server.experiment_space import optimized_metrics, validated_assignments
+from suggestion_server.jsonbody import short_json
+from suggestion_server.models import Experiment, Observation, Suggestion
+from suggestion_server.paging import PageRequest
+from suggestion_server.render import observation_json, pagination_json
+from suggestion_server.schemas import ObservationCreate, ObservationUpdate, ValueIn
+from suggestion_server.store import (
+    bump_version,
+    close_suggestion,
+    dumps,
+    experiment_for_client,
+    experiment_row_for_client,
+    insert_observation,
+    metadata_filters,
+    observation_in,
+    page_of,
+    suggestion_and_its_observation,
+    suggestion_in,
+)
+
+log = logging.getLogger("suggestion_server.observations")
+
+SORTS = ("id", "timestamp")
+
+
+def _stored_values(
+    metrics: list[dict[str, Any]],
+    values: list[ValueIn] | None,
+    value: float | None,
+    value_stddev: float | None,
+) -> list[dict[str, Any]]:
+    """The ``values`` list to store, one entry per given metric in the experiment's order."""
+    if value is not None and values is not None:
+        raise bad_request("Provide either `value` or `values`, not both")
+    if value is None and value_stddev is not None and values is None:
+        raise bad_request("`value_stddev` needs a `value`")
+    if value is not None:
+        if len(metrics) != 1:
+            raise bad_request(
+                "`value` is only accepted for experiments with a single metric; send `values` "
+                "with one entry per metric"
+            )
+        values = [ValueIn(name=metrics[0]["name"], value=value, value_stddev=value_stddev)]
+    if values is None:
+        raise bad_request('Missing required json key "values"')
+    by_name = {m["name"]: m for m in metrics}
+    given: dict[str | None, ValueIn] = {}
+    for entry in values:
+        name = entry.name
+        if name is None and len(metrics) == 1:
+            name = metrics[0]["name"]
+        if name not in by_name:
+            expected = [m["name"] for m in metrics]
+            raise bad_request(
+                f"Unknown metric name in values: {short_json(entry.name)} - expected one of "
+                f"{short_json(expected)}"
+            )
+        if name in given:
+            raise bad_request(f"Duplicate value for metric {short_json(name)} in values")
+        given[name] = entry
+    for metric in metrics:
+        if metric["strategy"] != "store" and metric["name"] not in given:
+            raise bad_request(f"Missing a value for metric {short_json(metric['name'])} in values")
+    return [
+        {
+            "name": m["name"],
+            "value": given[m["name"]].value,
+            "value_stddev": given[m["name"]].value_stddev,
+        }
+        for m in metrics
+        if m["name"] in given
+    ]
+
+
+def _objective_value(metrics: list[dict[str, Any]], stored: list[dict[str, Any]]) -> float | None:
+    opt = optimized_metrics(metrics)
+    if len(opt) != 1:
+        return None
+    return next((float(v["value"]) for v in stored if v["name"] == opt[0]["name"]), None)
+
+
+def _outcome(
+    metrics: list[dict[str, Any]], body: ObservationCreate, failed: bool
+) -> list[dict[str, Any]]:
+    has_values = bool(body.values) or body.value is not None
+    if failed:
+        if has_values:
+            raise bad_request("Cannot provide `values` if observation has failed")
+        return []
+    if not has_values:
+        given = short_json(body.model_dump(exclude_unset=True))
+        raise bad_request(
+            f'Missing required json key "value" in: {given} (send `values`, `value`, or '
+            "`failed: true`)"
+        )
+    return _stored_values(metrics, body.values, body.value, body.value_stddev)
+
+
+def _suggestion_for(session: Session, experiment_id: int, suggestion_id: int) -> Suggestion:
+    suggestion = suggestion_in(session, experiment_id, suggestion_id)
+    if suggestion is None:
+        raise bad_request(f"No suggestion: {suggestion_id} for experiment: {experiment_id}")
+    return suggestion
+
+
+def create_observation(
+    ctx: ServerContext, client_id: int, experiment_id: int, body: ObservationCreate
+) -> dict[str, Any]:
+    """Store an observation. A second one for a suggestion that already has a live observation:
+    an identical retry returns the existing one, a different one is a 409."""
+    with ctx.store.write() as session:
+        experiment = experiment_row_for_client(session, client_id, experiment_id, lock=True)
+        if (body.suggestion is None) == (body.assignments is None):
+            raise bad_request(
+                "Must provide exactly one of `suggestion`, `assignments` in: "
+                f"{short_json(body.model_dump(exclude_unset=True))}"
+            )
+        if experiment.state == "deleted":
+            raise bad_request(f"Cannot create observations for deleted experiment {experiment_id}")
+        metrics = json.loads(experiment.metrics_json)
+        values = _outcome(metrics, body, bool(body.failed))
+        metadata_json = dumps(body.metadata)
+        values_json = dumps(values) or "[]"
+        close = False
+        if body.suggestion is not None:
+            found = suggestion_and_its_observation(session, experiment_id, body.suggestion)
+            if found is None:
+                raise bad_request(
+                    f"No suggestion: {body.suggestion} for experiment: {experiment_id}"
+                )
+            existing = (
+                None
+                if found.observation_id is None
+                else observation_in(session, experiment_id, found.observation_id)
+            )
+            if existing is not None:
+                return _existing_or_conflict(
+                    existing, bool(body.failed), values_json, metadata_json
+                )
+            assignments_json = found.assignments_json
+            close = not found.closed
+        else:
+            params = json.loads(experiment.parameters_json)
+            assignments_json = dumps(validated_assignments(body.assignments or {}, params)) or "{}"
+        now = ctx.now()
+        row = {
+            "experiment_id": experiment.id,
+            "suggestion_id": body.suggestion,
+            "assignments_json": assignments_json,
+            "values_json": values_json,
+            "objective_value": _objective_value(metrics, values),
+            "failed": bool(body.failed),
+            "metadata_json": metadata_json,
+            "created": now,
+            "updated": now,
+            "deleted": False,
+        }
+        # Plain INSERT/UPDATE statements: the ORM unit of work costs more CPU than the SQL.
+        observation = Observation(id=insert_observation(session, row), **row)
+        if close and body.suggestion is not None:
+            close_suggestion(session, body.suggestion)
+        log.info(
+            "observation created experiment=%s observation=%s suggestion=%s failed=%s",
+            experiment.id,
+            observation.id,
+            body.suggestion,
+            observation.failed,
+        )
+        return observation_json(observation)
+
+
+def _existing_or_conflict(
+    existing: Observation, failed: bool, values_json: str, metadata_json: str | None
+) -> dict[str, Any]:
+    same = (
+        existing.failed == failed
+        and json.loads(existing.values_json) == json.loads(values_json)
+        and existing.metadata_json == metadata_json
+    )
+    if same:
+        return observation_json(existing)
+    raise ApiError(
+        409,
+        f"Suggestion {existing.suggestion_id} already has observation {existing.id} with "
+        "different values, failed flag or metadata. Update that observation (PUT .../observations/"
+        f"{existing.id}) or delete it before reporting another one.",
+    )
+
+
+def _observation_or_404(session: Session, experiment_id: int, observation_id: int) -> Observation:
+    observation = observation_in(session, experiment_id, observation_id)
+    if observation is None:
+        raise not_found()
+    return observation
+
+
+def fetch_observation(
+    ctx: ServerContext, client_id: int, experiment_id: int, observation_id: int
+) -> dict[str, Any]:
+    """One non-deleted observation."""
+    with ctx.store.read() as session:
+        experiment_row_for_client(session, client_id, experiment_id)
+        return observation_json(_observation_or_404(session, experiment_id, observation_id))
+
+
+def _apply_update(
+    session: Session, experiment: Experiment, row: Observation, body: ObservationUpdate
+) -> bool:
+    """Apply ``body`` to ``row``; True when something the engine reads changed."""
+    fields = body.model_fields_set
+    engine_visible = False
+    if body.suggestion is not None and body.assignments is not None:
+        raise bad_request("Provide at most one of `suggestion`, `assignments`")
+    if body.suggestion is not None and body.suggestion != row.suggestion_id:
+        suggestion = _suggestion_for(session, experiment.id, body.suggestion)
+        found = suggestion_and_its_observation(session, experiment.id, suggestion.id)
+        if found is not None and found.observation_id is not None:
+            raise ApiError(
+                409,
+                f"Suggestion {suggestion.id} already has observation {found.observation_id}; "
+                "an observation cannot be moved onto it",
+            )
+        row.suggestion_id = suggestion.id
+        row.assignments_json = suggestion.assignments_json
+        close_suggestion(session, suggestion.id)
+        engine_visible = True
+    elif body.assignments is not None:
+        params = json.loads(experiment.parameters_json)
+        row.assignments_json = dumps(validated_assignments(body.assignments, params)) or "{}"
+        row.suggestion_id = None
+        engine_visible = True
+    outcome_fields = {"values", "value", "value_stddev", "failed"} & fields
+    if outcome_fields:
+        metrics = json.loads(experiment.metrics_json)
+        if body.failed is not None:
+            failed = body.failed
+        elif body.values or body.value is not None:
+            failed = False
+        else:
+            failed = row.failed
+        if not failed and not (body.values or body.value is not None) and not row.failed:
+            values = json.loads(row.values_json)  # unchanged values, only the flag was sent
+        else:
+            values = _outcome(metrics, body, failed)
+        row.failed = failed
+        row.values_json = dumps(values) or "[]"
+        row.objective_value = _objective_value(metrics, values)
+        engine_visible = True
+    if "metadata" in fields:
+        row.metadata_json = dumps(body.metadata)
+    return engine_visible
+
+
+def update_observation(
+    ctx: ServerContext,
+    client_id: int,
+    experiment_id: int,
+    observation_id: int,
+    body: ObservationUpdate,
+) -> dict[str, Any]:
+    """Change values, failed, metadata or what the observation refers to."""
+    with ctx.store.write() as session:
+        experiment = experiment_for_client(session, client_id, experiment_id, lock=True)
+        row = _observation_or_404(session, experiment_id, observation_id)
+        if _apply_update(session, experiment, row, body):
+            bump_version(session, experiment)
+        row.updated = ctx.now()
+        session.flush()
+        return observation_json(row)
+
+
+def delete_observation(
+    ctx: ServerContext, client_id: int, experiment_id: int, observation_id: int
+) -> None:
+    """Soft delete (the suggestion stays closed)."""
+    with ctx.store.write() as session:
+        experiment = experiment_for_client(session, client_id, experiment_id, lock=True)
+        _observation_or_404(session, experiment_id, observation_id).deleted = True
+        bump_version(session, experiment)
+
+
+def delete_observations(ctx: ServerContext, client_id: int, experiment_id: int) -> None:
+    """Soft delete of every observation of the experiment."""
+    with ctx.store.write() as session:
+        experiment = experiment_for_client(session, client_id, experiment_id, lock=True)
+        session.execute(
+            update(Observation)
+            .where(Observation.experiment_id == experiment_id, Observation.deleted.is_(False))
+            .values(deleted=True)
+        )
+        bump_version(session, experiment)
+
+
+def list_observations(
+    ctx: ServerContext,
+    client_id: int,
+    experiment_id: int,
+    req: PageRequest,
+    *,
+    include_deleted: bool,
+    sort: str | None,
+    ascending: bool,
+    metadata: list[tuple[str, str]],
+) -> dict[str, Any]:
+    """A page of the experiment's observations, newest first."""
+    if sort is not None and sort not in SORTS:
+        raise bad_request(f"Unsupported sort {sort!r}: this server sorts by {' or '.join(SORTS)}")
+    if ascending:
+        raise bad_request("ascending=true is not supported: observations are listed newest first")
+    with ctx.store.read() as session:
+        experiment_row_for_client(session, client_id, experiment_id)
+        conditions: list[ColumnElement[bool]] = [Observation.experiment_id == experiment_id]
+        if not include_deleted:
+            conditions.append(Observation.deleted.is_(False))
+        conditions.extend(metadata_filters(session, Observation, metadata))
+        page = page_of(session, Observation, conditions, req)
+        return pagination_json(page, [observation_json(o) for o in page.rows])

@@ -1,0 +1,64 @@
+"""Parallel workers: open suggestions on a small discrete space never share assignments."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import pytest
+
+from suggestion_server.suggest.api import ParameterSpec, SearchSpec
+from suggestion_server.suggest.engine import OptunaSuggester
+from tests.suggest.rows import MemoryRows
+
+GRID_10X10 = (ParameterSpec("a", "int", 1, 10), ParameterSpec("b", "int", 1, 10))
+
+
+def duplicates(points: Sequence[tuple[object, ...]]) -> int:
+    return sum(count - 1 for count in Counter(points).values())
+
+
+@pytest.mark.parametrize("kind", ["offline", "random"])
+@pytest.mark.parametrize("completed_first", [0, 20])
+def test_forty_open_suggestions_on_a_10x10_grid_are_distinct(
+    kind: str, completed_first: int
+) -> None:
+    spec = SearchSpec(1, kind, GRID_10X10, ("y",), ("maximize",))  # type: ignore[arg-type]
+    rows = MemoryRows(spec)
+    engine = OptunaSuggester(seed=21)
+    for _ in range(completed_first):
+        sid, a = rows.create_suggestion(engine)
+        rows.observe(sid, {"y": -abs(int(a["a"]) - 5) - abs(int(a["b"]) - 5)})
+    open_points = [tuple(rows.create_suggestion(engine)[1].values()) for _ in range(40)]
+    assert duplicates(open_points) == 0
+
+
+def test_constant_liar_alone_avoids_open_points_once_tpe_models() -> None:
+    # After startup, TPE itself should rarely collide: few proposals need asking again.
+    spec = SearchSpec(1, "offline", GRID_10X10, ("y",), ("maximize",))
+    rows = MemoryRows(spec)
+    engine = OptunaSuggester(seed=5)
+    for _ in range(20):
+        sid, a = rows.create_suggestion(engine)
+        rows.observe(sid, {"y": -abs(int(a["a"]) - 5) - abs(int(a["b"]) - 5)})
+    before = (engine.cached_trial_states(1) or {}).get("FAIL", 0)
+    for _ in range(40):
+        rows.create_suggestion(engine)
+    discarded = (engine.cached_trial_states(1) or {}).get("FAIL", 0) - before
+    # Measured: 0-1 with the liar, 205-223 without (TPE repeats its favourite point).
+    assert discarded <= 5
+
+
+def test_every_point_of_a_tiny_space_is_handed_out_before_any_repeats() -> None:
+    spec = SearchSpec(
+        1,
+        "offline",
+        (ParameterSpec("a", "int", 1, 3), ParameterSpec("c", "categorical", categories=("x", "y"))),
+        ("y",),
+        ("maximize",),
+    )
+    rows = MemoryRows(spec)
+    engine = OptunaSuggester(seed=3)
+    points = [tuple(rows.create_suggestion(engine)[1].values()) for _ in range(7)]
+    assert len(set(points[:6])) == 6  # all six points open at once
+    assert points[6] in set(points[:6])  # the seventh cannot avoid a duplicate, and still works

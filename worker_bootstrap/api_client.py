@@ -1,0 +1,195 @@
+"""SigOpt v1 REST client for the agent: one session, timeouts, bounded retries, clear errors.
+
+Only the core wire is used (ids as strings, observation values in list form, ``paging.before``
+to walk lists), so the agent works against any SigOpt-v1 server.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import requests
+from requests.auth import HTTPBasicAuth
+
+from worker_bootstrap.retry import Backoff
+
+Json = Dict[str, Any]
+
+
+class ApiError(Exception):
+    """The server answered with a status the agent does not retry (most 4xx)."""
+
+    def __init__(self, method: str, path: str, status: int, message: str) -> None:
+        super().__init__(f"{method} {path} failed with HTTP {status}: {message}")
+        self.method = method
+        self.path = path
+        self.status = status
+        self.message = message
+
+
+class ApiUnavailable(Exception):
+    """The server could not be reached or kept failing (5xx/429) after the bounded retries."""
+
+
+class AmbiguousRequest(Exception):
+    """A non-idempotent request failed in a way that leaves open whether the server applied it."""
+
+    def __init__(self, method: str, path: str, cause: str) -> None:
+        super().__init__(f"{method} {path} may or may not have been applied: {cause}")
+        self.method = method
+        self.path = path
+        self.cause = cause
+
+
+def _was_never_sent(exc: requests.RequestException) -> bool:
+    """True when the failure happened before the request reached the server (safe to resend)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    text = repr(exc)
+    return "NewConnectionError" in text or "Failed to establish a new connection" in text
+
+
+def _message_of(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300].strip() or response.reason or ""
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])[:300]
+    return json.dumps(body)[:300]
+
+
+class ApiClient:
+    """Calls ``<api_url>/v1/...`` with Basic auth ``token:`` like the official client."""
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        session: Optional[requests.Session] = None,
+        timeout: Tuple[float, float] = (5.0, 30.0),
+        backoff: Optional[Backoff] = None,
+        user_agent: str = "optfleet-worker-bootstrap",
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.session = session or requests.Session()
+        # Per request, not on the session: the session also talks to IMDS, which must not see it.
+        self._auth = HTTPBasicAuth(token, "")
+        self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        self.timeout = timeout
+        self.backoff = backoff or Backoff()
+        self.calls = 0  # requests actually sent (for the calls-per-evaluation benchmark)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: Optional[Json] = None,
+        body: Optional[Json] = None,
+        idempotent: bool = True,
+        attempts: Optional[int] = None,
+    ) -> Json:
+        """Send one request with retries; return the decoded JSON object.
+
+        Connection errors, 429 and 5xx are retried with backoff. For a non-idempotent request
+        a failure after the request may have reached the server raises :class:`AmbiguousRequest`
+        instead of being retried blindly, so the caller can check what happened first.
+        """
+        url = f"{self.api_url}/v1{path}"
+        last = ""
+        tries = attempts if attempts is not None else self.backoff.attempts
+        for attempt in range(tries):
+            if attempt:
+                self.backoff.wait(attempt - 1)
+            self.calls += 1
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    timeout=self.timeout,
+                    auth=self._auth,
+                    headers=self._headers,
+                )
+            except requests.RequestException as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                if not idempotent and not _was_never_sent(exc):
+                    raise AmbiguousRequest(method, path, last) from None
+                continue
+            status = response.status_code
+            if status == 429:
+                last = "HTTP 429 (rate limited)"
+                continue
+            if status >= 500:
+                last = f"HTTP {status}: {_message_of(response)}"
+                if not idempotent:
+                    raise AmbiguousRequest(method, path, last)
+                continue
+            if status >= 400:
+                raise ApiError(method, path, status, _message_of(response))
+            if status == 204 or not response.content:
+                return {}
+            try:
+                decoded = response.json()
+            except ValueError:
+                last = f"HTTP {status} with a body that is not JSON"
+                if not idempotent:
+                    raise AmbiguousRequest(method, path, last) from None
+                continue
+            if not isinstance(decoded, dict):
+                raise ApiError(method, path, status, "response body is not a JSON object")
+            return decoded
+        raise ApiUnavailable(f"{method} {url} failed after {tries} attempt(s); last error: {last}")
+
+    # -- the endpoints the agent uses -------------------------------------------------------
+
+    def experiment(self, experiment_id: str) -> Json:
+        """GET /experiments/{id} (includes ``progress``)."""
+        return self.request("GET", f"/experiments/{experiment_id}")
+
+    def create_suggestion(self, experiment_id: str, metadata: Json) -> Json:
+        """POST /experiments/{id}/suggestions (not idempotent)."""
+        return self.request(
+            "POST",
+            f"/experiments/{experiment_id}/suggestions",
+            body={"metadata": metadata},
+            idempotent=False,
+        )
+
+    def suggestion(self, experiment_id: str, suggestion_id: str) -> Json:
+        """GET one suggestion."""
+        return self.request("GET", f"/experiments/{experiment_id}/suggestions/{suggestion_id}")
+
+    def update_suggestion_metadata(
+        self, experiment_id: str, suggestion_id: str, metadata: Json
+    ) -> Json:
+        """PUT the whole metadata map of a suggestion (the server replaces it)."""
+        return self.request(
+            "PUT",
+            f"/experiments/{experiment_id}/suggestions/{suggestion_id}",
+            body={"metadata": metadata},
+        )
+
+    def open_suggestions(self, experiment_id: str, limit: Optional[int] = None) -> Iterator[Json]:
+        """Every open suggestion, newest first, following ``paging.before`` across all pages."""
+        first: Json = {"state": "open"}
+        if limit is not None:
+            first["limit"] = limit
+        params = dict(first)
+        while True:
+            page = self.request("GET", f"/experiments/{experiment_id}/suggestions", params=params)
+            data = page.get("data") or []
+            yield from data
+            paging = page.get("paging") or {}
+            marker = paging.get("before") if isinstance(paging, dict) else None
+            if not data or not marker:
+                return
+            params = {**first, "before": marker}
+
+    def create_observation(self, experiment_id: str, body: Json) -> Json:
+        """POST /experiments/{id}/observations (not idempotent)."""
+        return self.request(
+            "POST", f"/experiments/{experiment_id}/observations", body=body, idempotent=False
+        )

@@ -1,0 +1,253 @@
+"""Agent settings: command-line flags > ``--config`` env file > process environment > tags.
+
+Every setting has one key (the env-file / environment name). Values are validated here, and an
+error names the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional
+
+KEYS = (
+    "OPTFLEET_EXPERIMENT_ID",
+    "SIGOPT_API_URL",
+    "SIGOPT_API_TOKEN",
+    "OPTFLEET_TOKEN_SECRET",
+    "OPTFLEET_COMMAND",
+    "OPTFLEET_WORKDIR",
+    "OPTFLEET_STATE_DIR",
+    "OPTFLEET_TIMEOUT",
+    "OPTFLEET_MAX_EVALUATIONS",
+    "OPTFLEET_WHEN_DONE",
+    "OPTFLEET_LEASE_TTL",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    # Tuning knobs (documented in docs/agent.md); defaults suit production.
+    "OPTFLEET_SPOT_POLL_INTERVAL",
+    "OPTFLEET_GRACE_PERIOD",
+    "OPTFLEET_HTTP_TIMEOUT",
+    "OPTFLEET_HTTP_ATTEMPTS",
+    "OPTFLEET_CLAIM_SETTLE",
+    "OPTFLEET_ADOPT_INTERVAL",
+    "OPTFLEET_ADOPT",
+    "OPTFLEET_ORPHAN_DETECTION",
+    "OPTFLEET_PAGE_LIMIT",
+)
+
+# Instance tags that may supply settings (never the token: tags are not secret).
+TAG_ALIASES = {"Experiment": "OPTFLEET_EXPERIMENT_ID"}
+TAG_FORBIDDEN = {"SIGOPT_API_TOKEN"}
+
+WHEN_DONE = ("stay", "stop", "terminate")
+ORPHAN_DETECTION = ("auto", "ec2", "lease")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass
+class Settings:
+    """Resolved, validated agent settings."""
+
+    experiment_id: str
+    api_url: str
+    token: Optional[str]
+    token_secret: Optional[str]
+    command: List[str]
+    workdir: Optional[Path]
+    state_dir: Path
+    timeout_s: float = 86400.0
+    max_evaluations: Optional[int] = None
+    when_done: str = "stay"
+    lease_ttl_s: float = 600.0
+    imds_endpoint: str = "http://169.254.169.254"
+    imds_disabled: bool = False
+    region: Optional[str] = None
+    spot_poll_s: float = 5.0
+    grace_s: float = 30.0
+    http_timeout_s: float = 30.0
+    http_attempts: int = 6
+    claim_settle_s: Optional[float] = None
+    adopt_interval_s: float = 60.0
+    adopt: bool = True
+    orphan_detection: str = "auto"
+    page_limit: Optional[int] = None
+    sources: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def settle_s(self) -> float:
+        """Claim settle period: longer than any request can take (timeout x attempts)."""
+        if self.claim_settle_s is not None:
+            return self.claim_settle_s
+        return 2 * self.http_timeout_s + 5.0
+
+
+def parse_env_file(text: str, name: str = "env file") -> Dict[str, str]:
+    """Parse systemd EnvironmentFile syntax: ``KEY=VALUE`` lines, ``#``/``;`` comments, quotes."""
+    values: Dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.replace("_", "").isalnum():
+            raise ConfigError(f"{name} line {number}: expected KEY=VALUE, got {raw.strip()[:60]!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == "'":
+            value = value[1:-1]
+        elif len(value) >= 2 and value[0] == value[-1] == '"':
+            value = _unescape(value[1:-1])
+        values[key] = value
+    return values
+
+
+def _unescape(text: str) -> str:
+    out: List[str] = []
+    chars = iter(text)
+    for ch in chars:
+        out.append(next(chars, "\\") if ch == "\\" else ch)
+    return "".join(out)
+
+
+def _number(key: str, text: str, minimum: float = 0.0) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{key}={text!r}: expected a number of seconds") from None
+    if value < minimum:
+        raise ConfigError(f"{key}={text!r}: expected a number >= {minimum:g}")
+    return value
+
+
+def _integer(key: str, text: str, minimum: int = 1) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{key}={text!r}: expected an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{key}={text!r}: expected an integer >= {minimum}")
+    return value
+
+
+def _flag(key: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{key}={text!r}: expected true or false")
+
+
+def layered(
+    flags: Mapping[str, Optional[str]],
+    env_file: Mapping[str, str],
+    environ: Mapping[str, str],
+    tags: Optional[Mapping[str, str]] = None,
+) -> Dict[str, str]:
+    """Merge the sources by precedence; remembers nothing but the winning values."""
+    merged: Dict[str, str] = {}
+    for tag, value in (tags or {}).items():
+        key = TAG_ALIASES.get(tag, tag)
+        if key in KEYS and key not in TAG_FORBIDDEN:
+            merged[key] = value
+    for source in (environ, env_file):
+        for key in KEYS:
+            if key in source and source[key] != "":
+                merged[key] = source[key]
+    for key, flag in flags.items():
+        if flag is not None:
+            merged[key] = flag
+    return merged
+
+
+def needs_tags(values: Mapping[str, str]) -> bool:
+    """Tags are read only when a required setting is still missing."""
+    return not values.get("OPTFLEET_EXPERIMENT_ID") or not values.get("SIGOPT_API_URL")
+
+
+def settings_from(values: Mapping[str, str], command: Optional[List[str]] = None) -> Settings:
+    """Validate merged values into :class:`Settings`."""
+    experiment = values.get("OPTFLEET_EXPERIMENT_ID", "").strip()
+    if not experiment:
+        raise ConfigError(
+            "OPTFLEET_EXPERIMENT_ID is not set: pass --experiment ID, set it in the env file, "
+            "or tag the instance with Experiment=ID"
+        )
+    api_url = values.get("SIGOPT_API_URL", "").strip()
+    if not api_url:
+        raise ConfigError("SIGOPT_API_URL is not set: pass --api-url URL (without /v1)")
+    if not api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"SIGOPT_API_URL={api_url!r}: expected an http:// or https:// URL")
+    api_url = api_url.rstrip("/")
+    if api_url.endswith("/v1"):
+        raise ConfigError(f"SIGOPT_API_URL={api_url!r}: give the base URL without /v1")
+    if command is None:
+        text = values.get("OPTFLEET_COMMAND", "")
+        try:
+            command = shlex.split(text)
+        except ValueError as exc:
+            raise ConfigError(f"OPTFLEET_COMMAND: cannot split {text[:60]!r}: {exc}") from None
+    when_done = values.get("OPTFLEET_WHEN_DONE", "stay").strip().lower()
+    if when_done not in WHEN_DONE:
+        raise ConfigError(f"OPTFLEET_WHEN_DONE={when_done!r}: expected one of {WHEN_DONE}")
+    detection = values.get("OPTFLEET_ORPHAN_DETECTION", "auto").strip().lower()
+    if detection not in ORPHAN_DETECTION:
+        raise ConfigError(
+            f"OPTFLEET_ORPHAN_DETECTION={detection!r}: expected one of {ORPHAN_DETECTION}"
+        )
+    settings = Settings(
+        experiment_id=experiment,
+        api_url=api_url,
+        token=values.get("SIGOPT_API_TOKEN") or None,
+        token_secret=values.get("OPTFLEET_TOKEN_SECRET") or None,
+        command=list(command),
+        workdir=Path(values["OPTFLEET_WORKDIR"]) if values.get("OPTFLEET_WORKDIR") else None,
+        state_dir=Path(values.get("OPTFLEET_STATE_DIR") or "/var/lib/optfleet"),
+        when_done=when_done,
+        orphan_detection=detection,
+        imds_endpoint=(
+            values.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254"
+        ).rstrip("/"),
+        imds_disabled=_flag(
+            "AWS_EC2_METADATA_DISABLED", values.get("AWS_EC2_METADATA_DISABLED", "")
+        ),
+        region=values.get("AWS_REGION") or values.get("AWS_DEFAULT_REGION") or None,
+    )
+    numbers = {
+        "OPTFLEET_TIMEOUT": "timeout_s",
+        "OPTFLEET_LEASE_TTL": "lease_ttl_s",
+        "OPTFLEET_SPOT_POLL_INTERVAL": "spot_poll_s",
+        "OPTFLEET_GRACE_PERIOD": "grace_s",
+        "OPTFLEET_HTTP_TIMEOUT": "http_timeout_s",
+        "OPTFLEET_CLAIM_SETTLE": "claim_settle_s",
+        "OPTFLEET_ADOPT_INTERVAL": "adopt_interval_s",
+    }
+    for key, attribute in numbers.items():
+        if values.get(key):
+            setattr(settings, attribute, _number(key, values[key]))
+    for key in ("OPTFLEET_TIMEOUT", "OPTFLEET_LEASE_TTL", "OPTFLEET_HTTP_TIMEOUT"):
+        if values.get(key) and float(values[key]) <= 0:
+            raise ConfigError(f"{key}={values[key]!r}: expected a number > 0")
+    if values.get("OPTFLEET_MAX_EVALUATIONS"):
+        settings.max_evaluations = _integer(
+            "OPTFLEET_MAX_EVALUATIONS", values["OPTFLEET_MAX_EVALUATIONS"], minimum=0
+        )
+    if values.get("OPTFLEET_HTTP_ATTEMPTS"):
+        settings.http_attempts = _integer(
+            "OPTFLEET_HTTP_ATTEMPTS", values["OPTFLEET_HTTP_ATTEMPTS"]
+        )
+    if values.get("OPTFLEET_PAGE_LIMIT"):
+        settings.page_limit = _integer("OPTFLEET_PAGE_LIMIT", values["OPTFLEET_PAGE_LIMIT"])
+    if values.get("OPTFLEET_ADOPT"):
+        settings.adopt = _flag("OPTFLEET_ADOPT", values["OPTFLEET_ADOPT"])
+    settings.sources = {
+        key: ("***" if key == "SIGOPT_API_TOKEN" else v) for key, v in values.items()
+    }
+    return settings

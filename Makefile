@@ -7,20 +7,20 @@ STAMPS := .stamps
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_VALIDATION := false
 
-.PHONY: demo test lint typecheck pytest deps system-deps server bench clean
+.PHONY: demo test lint typecheck pytest deps system-deps server bench clean wheelhouse
 
 demo: deps
 	$(BIN)/optfleet demo
 
 test: deps system-deps lint typecheck pytest
 
-deps: $(STAMPS)/venv $(STAMPS)/node
+deps: $(STAMPS)/venv $(STAMPS)/node $(STAMPS)/wheelhouse.done
 
 $(STAMPS)/venv: requirements/dev.lock pyproject.toml
 	@mkdir -p $(STAMPS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
-	$(BIN)/uv pip sync -q --python $(BIN)/python requirements/dev.lock
+	$(BIN)/uv pip sync -q --compile-bytecode --python $(BIN)/python requirements/dev.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
@@ -29,13 +29,30 @@ $(STAMPS)/node: package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# infra: wheels the fleet's instances install offline (the agent's pure-python dependencies for
+# the AMI's Python 3.9) and the build backend that builds optfleet's own wheel at synth time
+# without an index. Downloaded once here; synth and tests only read them.
+wheelhouse: $(STAMPS)/wheelhouse.done
+
+$(STAMPS)/wheelhouse.done: requirements/agent.lock requirements/build.lock | $(STAMPS)/venv
+	rm -rf $(STAMPS)/wheelhouse $(STAMPS)/build-wheels
+	$(BIN)/python -m pip download -q --disable-pip-version-check --require-hashes --no-deps \
+	  --only-binary=:all: --python-version 3.9 --implementation py --abi none --platform any \
+	  -d $(STAMPS)/wheelhouse -r requirements/agent.lock
+	$(BIN)/python -m pip download -q --disable-pip-version-check --require-hashes --no-deps \
+	  --only-binary=:all: -d $(STAMPS)/build-wheels -r requirements/build.lock
+	@# Bytecode for the CDK's huge generated modules (PYTHONDONTWRITEBYTECODE would otherwise
+	@# make every synth and test compile them again: ~8 s each).
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -c "import infra.fleet_stack, cdk_nag"
+	touch $@
+
 # Debian packages the tests use; installed only when missing.
 system-deps:
 	@missing=""; \
 	test -x /usr/lib/postgresql/15/bin/initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -46,8 +63,9 @@ lint: deps
 	$(BIN)/ruff format --check worker_bootstrap suggestion_server optfleet infra
 
 typecheck: deps
-	$(BIN)/mypy --python-version 3.9 worker_bootstrap
-	$(BIN)/mypy suggestion_server
+	@# mypy 2.x cannot target 3.9; 3.9 itself is checked by tests/agent/test_python39.py.
+	$(BIN)/mypy --python-version 3.10 worker_bootstrap
+	$(BIN)/mypy suggestion_server optfleet infra
 
 pytest: deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)

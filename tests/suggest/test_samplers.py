@@ -28,7 +28,9 @@ def proposals(
     sampler: optuna.samplers.BaseSampler, directions: list[str]
 ) -> list[dict[str, object]]:
     study = optuna.create_study(
-        storage=optuna.storages.InMemoryStorage(), sampler=sampler, directions=directions
+        storage=optuna.storages.InMemoryStorage(),
+        sampler=sampler,
+        directions=directions,  # type: ignore[arg-type]
     )
     rng = random.Random(0)
     for i in range(120):

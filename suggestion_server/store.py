@@ -221,7 +221,7 @@ def metadata_filters(
     for i, (key, value) in enumerate(pairs):
         if sqlite:
             clause = text(
-                f"EXISTS (SELECT 1 FROM json_each({name}.metadata_json) AS j "  # noqa: S608
+                f"EXISTS (SELECT 1 FROM json_each({name}.metadata_json) AS j "  # noqa: S608 - table name is ours; key and value are bound
                 f"WHERE j.key = :mk{i} AND CAST(j.value AS TEXT) = :mv{i})"
             )
         else:

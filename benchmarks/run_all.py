@@ -1,0 +1,70 @@
+"""Run every benchmark script in benchmarks/ in turn (what ``make bench`` calls).
+
+Each ``bench_*.py`` runs as its own process (``python -m benchmarks.<name>``), so one script's
+servers, clusters and imports never disturb the next; each rewrites its own section of
+docs/benchmarks.md. A failing script is reported and the others still run; the exit status is 1
+if any failed.
+
+    .venv/bin/python -m benchmarks.run_all [--only NAME ...] [--skip NAME ...] [--list]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# Generous per-script bound: the slowest (cdk synth, the 1,000-worker run) take minutes.
+SCRIPT_TIMEOUT_S = 3600
+
+
+def benchmark_names() -> list[str]:
+    """Module names of the benchmark scripts, sorted (``bench_agent``, ``bench_demo``, ...)."""
+    return sorted(path.stem for path in HERE.glob("bench_*.py"))
+
+
+def run_one(name: str) -> tuple[int, float]:
+    """Run one script; returns (exit status, seconds)."""
+    started = time.monotonic()
+    print(f"== {name} (load average {os.getloadavg()[0]:.1f})", flush=True)
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", f"benchmarks.{name}"], cwd=REPO, timeout=SCRIPT_TIMEOUT_S
+        )
+        status = completed.returncode
+    except subprocess.TimeoutExpired:
+        print(f"== {name}: timed out after {SCRIPT_TIMEOUT_S} s", flush=True)
+        status = 124
+    return status, time.monotonic() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected scripts in turn; print a summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=None, metavar="NAME", help="run only these")
+    parser.add_argument("--skip", nargs="*", default=[], metavar="NAME", help="leave these out")
+    parser.add_argument("--list", action="store_true", help="list the scripts and exit")
+    args = parser.parse_args(argv)
+    names = benchmark_names()
+    if args.list:
+        print("\n".join(names))
+        return 0
+    wanted = set(args.only) if args.only is not None else set(names)
+    unknown = (wanted | set(args.skip)) - set(names)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}: expected some of {names}")
+    selected = [name for name in names if name in wanted and name not in args.skip]
+    results = [(name, *run_one(name)) for name in selected]
+    print("\n== summary")
+    for name, status, seconds in results:
+        print(f"{name:20s} {'ok' if status == 0 else f'FAILED ({status})':12s} {seconds:7.0f} s")
+    return 0 if all(status == 0 for _, status, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,17 +30,26 @@ $(STAMPS)/node: package-lock.json
 	touch $@
 
 # infra: wheels the fleet's instances install offline (the agent's pure-python dependencies for
-# the AMI's Python 3.9) and the build backend that builds optfleet's own wheel at synth time
+# the AMI's Python 3.9), the control plane's server wheels (requirements/server.lock, regenerate
+# with `uv pip compile pyproject.toml --extra server --extra aws --python-version 3.11
+# --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements/server.lock`) and the
+# build backend that builds optfleet's own wheel at synth time
 # without an index. Downloaded once here; synth and tests only read them.
 wheelhouse: $(STAMPS)/wheelhouse.done
 
-$(STAMPS)/wheelhouse.done: requirements/agent.lock requirements/build.lock | $(STAMPS)/venv
-	rm -rf $(STAMPS)/wheelhouse $(STAMPS)/build-wheels
+$(STAMPS)/wheelhouse.done: requirements/agent.lock requirements/build.lock requirements/server.lock | $(STAMPS)/venv
+	rm -rf $(STAMPS)/wheelhouse $(STAMPS)/build-wheels $(STAMPS)/server-wheelhouse
 	$(BIN)/python -m pip download -q --disable-pip-version-check --require-hashes --no-deps \
 	  --only-binary=:all: --python-version 3.9 --implementation py --abi none --platform any \
 	  -d $(STAMPS)/wheelhouse -r requirements/agent.lock
 	$(BIN)/python -m pip download -q --disable-pip-version-check --require-hashes --no-deps \
 	  --only-binary=:all: -d $(STAMPS)/build-wheels -r requirements/build.lock
+	@# The control plane's server for AL2023's python3.11 on x86_64 (glibc 2.34).
+	$(BIN)/python -m pip download -q --disable-pip-version-check --require-hashes --no-deps \
+	  --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 --abi abi3 \
+	  --abi none --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 --platform any \
+	  -d $(STAMPS)/server-wheelhouse -r requirements/server.lock
 	@# Bytecode for the CDK's huge generated modules (PYTHONDONTWRITEBYTECODE would otherwise
 	@# make every synth and test compile them again: ~8 s each).
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -c "import infra.fleet_stack, cdk_nag"

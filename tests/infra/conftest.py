@@ -35,7 +35,7 @@ class MotoServer:
 
     def reset(self) -> None:
         """Forget every AWS resource (POST /moto-api/reset)."""
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310 - moto on loopback
         with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - http to loopback
             pass
 

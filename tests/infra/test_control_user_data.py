@@ -218,17 +218,17 @@ def test_installed_server_starts_from_the_env_file_and_accepts_the_token(
 
         def healthy() -> bool:
             try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2):  # noqa: S310
+                with urllib.request.urlopen(f"{base}/health", timeout=2):  # noqa: S310 - loopback http URL we built
                     return True
             except OSError:
                 assert process.poll() is None, process.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
                 return False
 
         wait_until(healthy, timeout_s=90, what="control-plane server /health")
-        request = urllib.request.Request(  # noqa: S310 - loopback
+        request = urllib.request.Request(  # noqa: S310 - loopback http URL we built
             f"{base}/v1/experiments", headers={"Authorization": f"Basic {_basic(TOKEN)}"}
         )
-        with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - loopback http URL we built
             assert reply.status == 200
     finally:
         process.terminate()

@@ -1,4 +1,4 @@
-"""``python -m suggestion_server --db URL --host 127.0.0.1 --port 8080``: one uvicorn process."""
+"""``python -m suggestion_server --db URL --host 127.0.0.1 --port 8080 [--workers N]``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--db``, ``--host``, ``--port``, ``--log-level``, ``--access-log`` (shared with the CLI)."""
+    """``--db``, ``--host``, ``--port``, ``--log-level``, ``--access-log``, ``--workers`` (shared
+    with the CLI)."""
     parser.add_argument(
         "--db", default=None, help="database URL (default: ~/.optfleet/optfleet.db)"
     )
@@ -27,28 +28,61 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="server processes sharing the port (default 1); per-experiment guarantees live in "
+        "the database, so several are safe",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     import uvicorn
 
-    from suggestion_server.app import create_app
+    from suggestion_server.app import (
+        DB_URL_ENV,
+        LOG_LEVEL_ENV,
+        create_app,
+        prepare_database,
+    )
+    from suggestion_server.http_protocol import PROTOCOL
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    app = create_app(
-        args.db or default_db_url(),
-        bootstrap_token=os.environ.get("OPTFLEET_BOOTSTRAP_TOKEN") or None,
-    )
+    db_url = args.db or default_db_url()
+    bootstrap_token = os.environ.get("OPTFLEET_BOOTSTRAP_TOKEN") or None
+    options = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level.lower(),
+        "access_log": args.access_log,
+        "timeout_keep_alive": 75,
+        "http": PROTOCOL,
+    }
+    workers = getattr(args, "workers", 1)
+    if workers == 1:
+        uvicorn.run(create_app(db_url, bootstrap_token=bootstrap_token), **options)
+        return 0
+    # Several processes: migrate once here, then uvicorn spawns workers that each build the app
+    # from the environment (an import string is the only way to hand an app to workers).
+    prepare_database(db_url, bootstrap_token)
+    os.environ[DB_URL_ENV] = db_url
+    os.environ[LOG_LEVEL_ENV] = args.log_level.upper()
     uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level.lower(),
-        access_log=args.access_log,
-        timeout_keep_alive=75,
+        "suggestion_server.app:app_from_environment", factory=True, workers=workers, **options
     )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +31,11 @@ from suggestion_server.tokens import register_token
 from suggestion_server.web.router import router as web_router
 
 log = logging.getLogger("suggestion_server")
+
+# How ``--workers N`` hands the database URL to the worker processes.
+DB_URL_ENV = "OPTFLEET_DB_URL"
+LOG_LEVEL_ENV = "OPTFLEET_LOG_LEVEL"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 # Worker threads for the sync endpoints: enough for 32+ concurrent clients.
 THREAD_POOL_SIZE = 64
@@ -68,17 +74,48 @@ def _install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def prepare_database(db_url: str, bootstrap_token: str | None = None) -> None:
+    """Migrate the schema and register ``bootstrap_token`` once, before worker processes start."""
+    store = Store(make_engine(db_url))
+    try:
+        upgrade_to_head(store.engine)
+        if bootstrap_token:
+            register_token(store, bootstrap_token, name="bootstrap")
+    finally:
+        store.dispose()
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process (uvicorn's import-string factory for ``--workers N``).
+
+    The parent process has already migrated the database and registered the bootstrap token
+    (``prepare_database``) and passes the URL in ``OPTFLEET_DB_URL``.
+    """
+    db_url = os.environ.get(DB_URL_ENV)
+    if not db_url:
+        raise RuntimeError(f"{DB_URL_ENV} is not set: start workers with `--workers N`")
+    # A spawned worker does not inherit the parent's logging set-up.
+    logging.basicConfig(level=os.environ.get(LOG_LEVEL_ENV, "INFO"), format=LOG_FORMAT)
+    return create_app(db_url, prepared=True)
+
+
 def create_app(
     db_url: str,
     bootstrap_token: str | None = None,
     suggester: Suggester | None = None,
     clock: Callable[[], float] | None = None,
+    *,
+    prepared: bool = False,
 ) -> FastAPI:
-    """Build the app: migrate the database, register ``bootstrap_token`` (idempotent)."""
+    """Build the app: migrate the database, register ``bootstrap_token`` (idempotent).
+
+    ``prepared`` skips both (``prepare_database`` already ran in a parent process).
+    """
     store = Store(make_engine(db_url))
-    upgrade_to_head(store.engine)
-    if bootstrap_token:
-        register_token(store, bootstrap_token, name="bootstrap")
+    if not prepared:
+        upgrade_to_head(store.engine)
+        if bootstrap_token:
+            register_token(store, bootstrap_token, name="bootstrap")
     context = ServerContext(store=store, suggester=suggester or default_suggester())
     if clock is not None:
         context.clock = clock

@@ -1,4 +1,4 @@
-"""`optfleet server`: run the SigOpt-compatible suggestion server (one uvicorn process)."""
+"""`optfleet server`: run the SigOpt-compatible suggestion server (uvicorn, 1+ processes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ HELP = "run the SigOpt-compatible suggestion server"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--db``, ``--host``, ``--port``, ``--log-level``, ``--access-log``."""
+    """``--db``, ``--host``, ``--port``, ``--log-level``, ``--access-log``, ``--workers``."""
     from suggestion_server.__main__ import add_server_arguments
 
     add_server_arguments(parser)

@@ -9,7 +9,7 @@ the cache is rebuilt. Appended rows need no version bump: the engine reads them 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, Union
 
@@ -64,8 +64,11 @@ class OpenSuggestionRow:
 class RowSource(Protocol):
     """Read access to one experiment's rows, inside the caller's transaction."""
 
-    def observations_after(self, observation_id: int) -> Sequence[ObservationRow]:
-        """Non-deleted observations with id > ``observation_id``, ascending by id."""
+    def observations_after(
+        self, observation_id: int, known: Container[int] = ()
+    ) -> Sequence[ObservationRow]:
+        """Non-deleted observations with id > ``observation_id``, ascending by id. Rows whose id
+        is in ``known`` (already read) may be left out: the caller skips them anyway."""
         ...
 
     def open_suggestions(self) -> Sequence[OpenSuggestionRow]:

@@ -134,7 +134,9 @@ class ExperimentStudy:
         # Observations before open suggestions: if an observation commits between the two
         # reads, its suggestion's running trial is discarded now and the observation added as a
         # new trial next time, rather than the suggestion being counted twice.
-        self._add_observations(source.observations_after(self._reread_floor()))
+        self._add_observations(
+            source.observations_after(self._reread_floor(), self.seen_observation_ids)
+        )
         self._reconcile_open(
             [row for row in source.open_suggestions() if row.id != for_suggestion_id],
             for_suggestion_id,

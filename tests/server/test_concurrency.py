@@ -10,6 +10,7 @@ from typing import Any
 import requests
 
 from tests.server.conftest import INT_GRID_SPEC, Api
+from tests.support.ports import wait_until
 from tests.support.server import RunningServer
 
 THREADS = 32
@@ -111,3 +112,65 @@ def test_two_server_processes_share_one_database(server: RunningServer, api: Api
         assert "database is locked" not in second.log_text()
     finally:
         second.stop_process()
+
+
+def test_workers_option_keeps_suggestions_distinct_and_rows_complete(
+    server: RunningServer, api: Api
+) -> None:
+    """``--workers 2`` on the same database: 32 clients create suggestions and then report
+    observations and lease renewals through both processes; no open duplicates, nothing lost."""
+    multi = RunningServer.start(db_url=server.db_url, token=server.token, workers=2)
+    try:
+        wait_until(
+            lambda: multi.log_text().count("Application startup complete") >= 2,
+            timeout_s=60,
+            what="both worker processes started",
+        )
+        eid = api.ok("POST", "/v1/experiments", json=copy.deepcopy(INT_GRID_SPEC))["id"]
+        with ThreadPoolExecutor(max_workers=THREADS) as pool:
+            results = list(pool.map(lambda w: _create_suggestions(multi, eid, w), range(THREADS)))
+        created = [s for batch in results for s in batch]
+        points = [(s["assignments"]["x"], s["assignments"]["y"]) for s in created]
+        assert len(set(points)) == len(points) == THREADS * PER_THREAD
+        listed = api.ok("GET", f"/v1/experiments/{eid}/suggestions", params={"state": "open"})
+        assert {s["id"] for s in listed["data"]} == {s["id"] for s in created}
+
+        def report(suggestion: dict[str, Any]) -> str:
+            session = requests.Session()
+            session.auth = (multi.token, "")
+            base = f"{multi.url}/v1/experiments/{eid}"
+            renewed = session.put(
+                f"{base}/suggestions/{suggestion['id']}",
+                json={"metadata": {"lease_expires_at": 1}},
+                timeout=60,
+            )
+            assert renewed.status_code == 200, renewed.text
+            observed = session.post(
+                f"{base}/observations",
+                json={"suggestion": suggestion["id"], "value": float(suggestion["id"])},
+                timeout=60,
+            )
+            assert observed.status_code == 200, observed.text
+            return str(observed.json()["id"])
+
+        with ThreadPoolExecutor(max_workers=THREADS) as pool:
+            observation_ids = list(pool.map(report, created))
+        assert len(set(observation_ids)) == len(created)
+        progress = api.ok("GET", f"/v1/experiments/{eid}")["progress"]
+        assert progress["observation_count"] == len(created)
+        assert progress["open_suggestion_count"] == 0
+        stored = api.ok("GET", f"/v1/experiments/{eid}/suggestions")["data"]
+        assert all(s["metadata"]["lease_expires_at"] == 1 for s in stored)
+        # The next suggestions come from studies that both processes extend incrementally.
+        session = requests.Session()
+        session.auth = (multi.token, "")
+        after = [
+            session.post(
+                f"{multi.url}/v1/experiments/{eid}/suggestions", json={}, timeout=60
+            ).json()["assignments"]
+            for _ in range(4)
+        ]
+        assert len({(a["x"], a["y"]) for a in after}) == len(after)
+        assert "database is locked" not in multi.log_text()
+    finally:
+        multi.stop_process()

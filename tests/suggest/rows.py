@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from suggestion_server.suggest.api import (
@@ -34,8 +34,10 @@ class MemoryRows:
 
     # RowSource ---------------------------------------------------------------------------
 
-    def observations_after(self, observation_id: int) -> Sequence[ObservationRow]:
-        self.reads.append(observation_id)
+    def observations_after(
+        self, observation_id: int, known: Container[int] = ()
+    ) -> Sequence[ObservationRow]:
+        self.reads.append(observation_id)  # ``known`` rows may be returned anyway
         return [row for oid, row in sorted(self.observations.items()) if oid > observation_id]
 
     def open_suggestions(self) -> Sequence[OpenSuggestionRow]:

@@ -29,7 +29,9 @@ class RunningServer:
         token: str = "test-token",
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        workers: int = 1,
     ) -> None:
+        self.workers = workers
         self._tmp: Path | None = None
         if db_url is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="optfleet-srv-"))
@@ -44,9 +46,14 @@ class RunningServer:
 
     @classmethod
     def start(
-        cls, db_url: str | None = None, token: str = "test-token", env: dict[str, str] | None = None
+        cls,
+        db_url: str | None = None,
+        token: str = "test-token",
+        env: dict[str, str] | None = None,
+        workers: int = 1,
     ) -> RunningServer:
-        server = cls(db_url=db_url, token=token, env=env)
+        """Start the server; ``workers`` > 1 runs ``--workers N`` (uvicorn's supervisor)."""
+        server = cls(db_url=db_url, token=token, env=env, workers=workers)
         server._launch()
         return server
 
@@ -63,10 +70,13 @@ class RunningServer:
                     "127.0.0.1",
                     "--port",
                     str(self.port),
+                    *(["--workers", str(self.workers)] if self.workers > 1 else []),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._env,
+                # Its own process group, so that kill() also reaches the worker processes.
+                start_new_session=self.workers > 1,
             )
         wait_until(
             self._healthy,
@@ -90,7 +100,10 @@ class RunningServer:
     def kill(self) -> None:
         """SIGKILL the server (no clean shutdown)."""
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGKILL)
+            if self.workers > 1:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            else:
+                self._proc.send_signal(signal.SIGKILL)
             self._proc.wait(timeout=30)
 
     def restart(self) -> None:
@@ -103,8 +116,7 @@ class RunningServer:
             try:
                 self._proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=30)
+                self.kill()
 
     def stop(self) -> None:
         self.stop_process()

@@ -90,7 +90,7 @@ class SigOptClient:
         for attempt in range(attempts):
             if attempt:
                 # Exponential backoff with full jitter, bounded by the attempt count.
-                time.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))  # noqa: S311
+                time.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))  # noqa: S311 - retry jitter, not security
             try:
                 response = self._session.request(
                     method, url, params=params, json=body, timeout=self._timeout_s

@@ -102,7 +102,7 @@ class ImdsEmulator:
             pass
 
         Handler.emulator = emulator
-        self._server = ThreadingHTTPServer((self._host, self._port), Handler)
+        self._server = _QuietOnDisconnectServer((self._host, self._port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="imds-emulator", daemon=True
@@ -241,6 +241,18 @@ class ImdsEmulator:
                 if self._spot is None
                 else {"action": self._spot[0], "at": self._spot[1]},
             }
+
+
+class _QuietOnDisconnectServer(ThreadingHTTPServer):
+    """Ignores clients that hang up mid-request (an agent SIGKILLed by a reboot or termination).
+
+    Every other error still gets the standard traceback on stderr.
+    """
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -2,7 +2,8 @@
 
 Exit codes of ``run``: 0 finished (budget reached, experiment deleted, max evaluations, stopped,
 spot interruption); 2 bad configuration; 3 instance metadata or AWS unavailable; 4 the API
-failed (unreachable after retries, or an error it does not retry).
+failed (unreachable after retries, or an error it does not retry); 5 the state directory cannot be
+written (full, read-only, not permitted).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_ENVIRONMENT = 3
 EXIT_API = 4
+EXIT_STATE_DIR = 5
 
 
 def _split_command(argv: List[str]) -> tuple[List[str], Optional[List[str]]]:
@@ -86,6 +88,7 @@ def _run(args: argparse.Namespace, command: Optional[List[str]]) -> int:
     from worker_bootstrap.config import ConfigError, Settings, parse_env_file
     from worker_bootstrap.evaluation import CommandEvaluator
     from worker_bootstrap.imds import ImdsUnavailable
+    from worker_bootstrap.journal import StateDirError
     from worker_bootstrap.runner import run_agent
 
     environ: Dict[str, str] = dict(os.environ)
@@ -120,6 +123,8 @@ def _run(args: argparse.Namespace, command: Optional[List[str]]) -> int:
         return _error("environment", str(exc), EXIT_ENVIRONMENT, secrets)
     except (ApiError, ApiUnavailable, AmbiguousRequest) as exc:
         return _error("api", str(exc), EXIT_API, secrets)
+    except StateDirError as exc:
+        return _error("state_dir", str(exc), EXIT_STATE_DIR, secrets)
     del summary  # the agent logged its summary line
     return EXIT_OK
 

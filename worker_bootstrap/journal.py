@@ -8,6 +8,8 @@ a record is either the old or the new version, never a torn one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -40,24 +42,76 @@ class Entry:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a crash leaves either the old or the new content."""
+    """Write ``data`` to ``path`` so a crash leaves either the old or the new content.
+
+    On failure (disk full, read-only file system) the old file stays as it was, the temporary
+    file is removed, and the ``OSError`` raised names ``path`` (``os.write`` and ``os.fsync``
+    errors carry no file name of their own).
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(str(tmp), str(path))
+        fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                # A short write is legal (and likely when the disk is nearly full): loop.
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(str(tmp), str(path))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
-    fd = os.open(str(directory), os.O_RDONLY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(str(directory), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(directory)) from exc
+
+
+class StateDirError(Exception):
+    """The state directory cannot be written (full, read-only, not permitted)."""
+
+
+# What a write failure means for the state directory, by errno.
+_STATE_PROBLEMS = {
+    errno.ENOSPC: "is full",
+    errno.EDQUOT: "is over its disk quota",
+    errno.EROFS: "is read-only",
+    errno.EACCES: "is not writable",
+    errno.EPERM: "is not writable",
+}
+
+
+def state_dir_error(exc: OSError, state_dir: Path) -> Optional[StateDirError]:
+    """A one-line error for ``exc`` when it concerns a file in ``state_dir``, else None.
+
+    E.g. ``state directory /var/lib/optfleet is full: No space left on device (ENOSPC) at
+    journal/42-7.json``.
+    """
+    root = os.path.abspath(str(state_dir))
+    for name in (exc.filename, exc.filename2):
+        if name is None:
+            continue
+        path = os.path.abspath(os.fsdecode(name))
+        if path != root and not path.startswith(root + os.sep):
+            continue
+        where = os.path.relpath(path, root)
+        problem = _STATE_PROBLEMS.get(exc.errno or 0, "cannot be used")
+        code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        return StateDirError(
+            f"state directory {root} {problem}: {exc.strerror} ({code}) at {where}"
+        )
+    return None
 
 
 class Journal:

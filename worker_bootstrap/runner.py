@@ -17,7 +17,7 @@ from worker_bootstrap.config import ConfigError, Settings, layered, needs_tags, 
 from worker_bootstrap.crash import CrashHook
 from worker_bootstrap.evaluation import Evaluator
 from worker_bootstrap.imds import ImdsClient, ImdsUnavailable
-from worker_bootstrap.journal import Journal
+from worker_bootstrap.journal import Journal, state_dir_error
 from worker_bootstrap.logs import EventLog
 from worker_bootstrap.retry import Backoff
 
@@ -145,6 +145,13 @@ def run_agent(
     try:
         agent = build_agent(settings, imds, evaluator_factory, log, session, environ, stop_event)
         return agent.run()
+    except OSError as exc:
+        # A full or read-only disk: say which directory and why instead of a traceback. The
+        # journal is never torn by it (atomic writes), so a restart continues where this ended.
+        problem = state_dir_error(exc, settings.state_dir)
+        if problem is None:
+            raise
+        raise problem from exc
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import random
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 
 import pytest
 import requests
 
 from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
-from tests.support.ports import free_port
+from tests.support.ports import free_port, wait_until
 from worker_bootstrap.imds import ImdsClient, ImdsUnavailable
 from worker_bootstrap.retry import Backoff
 
@@ -132,6 +135,33 @@ def test_control_api_for_other_processes(imds: ImdsEmulator) -> None:
     assert get(imds, "meta-data/spot/instance-action", tok).json()["action"] == "terminate"
     stats = requests.get(f"{imds.url}/_emulator/stats", timeout=5).json()
     assert stats["instance_id"] == "i-0emu" and stats["request_count"] == imds.request_count
+
+
+def _handler_threads_done() -> bool:
+    return not any("process_request_thread" in t.name for t in threading.enumerate())
+
+
+def test_a_client_hanging_up_mid_request_prints_no_traceback(
+    imds: ImdsEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A killed agent resets its connection: quiet. Any other handler error: still a traceback."""
+    host, port = imds.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as hung_up:
+        # The body never comes: the handler blocks reading it until the reset arrives.
+        hung_up.sendall(
+            f"PUT /latest/api/token HTTP/1.1\r\nHost: x\r\n{TTL}: 60\r\n"
+            "Content-Length: 100000\r\n\r\npartial".encode()
+        )
+        wait_until(lambda: imds.request_count >= 1, 10, "the emulator read the request")
+        # SO_LINGER with a zero timeout: close() sends RST, like a SIGKILLed process mid-request.
+        hung_up.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    wait_until(_handler_threads_done, 10, "the emulator finished the reset request")
+    assert capsys.readouterr().err == ""
+    with socket.create_connection((host, int(port)), timeout=5) as bad:
+        bad.sendall(b"PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        wait_until(lambda: imds.request_count >= 2, 10, "the emulator read the bad request")
+        wait_until(_handler_threads_done, 10, "the emulator finished the bad request")
+    assert "ValueError" in capsys.readouterr().err  # other errors are not silenced
 
 
 def test_runs_as_a_module_and_stops_on_sigterm() -> None:

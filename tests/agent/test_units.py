@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from worker_bootstrap.adoption import lease_expiry, rendezvous_winner
 from worker_bootstrap.config import ConfigError, layered, parse_env_file, settings_from
 from worker_bootstrap.crash import CrashHook
-from worker_bootstrap.journal import EVALUATED, Entry, Journal
+from worker_bootstrap.journal import EVALUATED, Entry, Journal, state_dir_error
 from worker_bootstrap.logs import EventLog, Redactor
 from worker_bootstrap.metadata import MAX_STR_LEN, merged, tail
 from worker_bootstrap.results import InvalidResult, outcome_from_text
@@ -38,6 +40,43 @@ def test_journal_roundtrip_and_forget(tmp_path: Path) -> None:
     journal.forget("7", "42")
     assert journal.load("7", "42") is None
     assert not journal.checkpoint_dir("7", "42").exists()
+
+
+def test_a_failed_journal_write_keeps_the_old_record_and_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path)
+    journal.save(Entry(experiment_id="7", suggestion_id="1", attempts=1))
+
+    def disk_full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(OSError) as caught:
+        journal.save(Entry(experiment_id="7", suggestion_id="1", attempts=2, stage=EVALUATED))
+    monkeypatch.undo()
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.filename == str(journal.directory / "7-1.json")
+    loaded = journal.load("7", "1")
+    assert loaded is not None and loaded.attempts == 1  # the old record, untouched
+    assert sorted(p.name for p in journal.directory.iterdir()) == ["7-1.json"]  # no temp file
+    problem = state_dir_error(caught.value, tmp_path)
+    assert str(problem) == (
+        f"state directory {tmp_path} is full: No space left on device (ENOSPC) at journal/7-1.json"
+    )
+
+
+def test_state_dir_error_ignores_files_elsewhere(tmp_path: Path) -> None:
+    elsewhere = OSError(errno.EROFS, os.strerror(errno.EROFS), "/etc/optfleet/agent.env")
+    assert state_dir_error(elsewhere, tmp_path / "state") is None
+    nameless = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert state_dir_error(nameless, tmp_path) is None
+    sibling = OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / "state2" / "x"))
+    assert state_dir_error(sibling, tmp_path / "state") is None
+    inside = OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / "state" / "runs"))
+    message = str(state_dir_error(inside, tmp_path / "state"))
+    assert message.startswith(f"state directory {tmp_path / 'state'} is read-only: ")
+    assert message.endswith("(EROFS) at runs")
 
 
 def test_journal_ignores_a_torn_temporary_file(tmp_path: Path) -> None:

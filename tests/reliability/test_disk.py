@@ -56,16 +56,23 @@ def journal_records(state: Path) -> list[dict[str, object]]:
     return [json.loads(p.read_text()) for p in sorted((state / "journal").glob("*.json"))]
 
 
-UNCLEAR = (
-    "data is safe, but the agent dies with a Python traceback (exit 1) instead of a structured "
-    "agent_error line naming the state directory: worker_bootstrap/cli.py _run() catches no "
-    "OSError from the journal (journal.py atomic_write)"
-)
+EXIT_STATE_DIR = 5  # worker_bootstrap/cli.py, docs/agent.md "Exit codes"
 
 
-def clear_error(agent: AgentProcess, cause: str) -> bool:
-    """The agent said why it stopped in a structured ``agent_error`` line, naming the cause."""
-    return any(cause in str(e.get("error")) for e in agent.events("agent_error"))
+def state_dir_error(agent: AgentProcess, cause: str) -> str:
+    """The agent's structured ``agent_error`` line about its state directory, naming the cause."""
+    errors = [
+        str(e.get("error")) for e in agent.events("agent_error") if e.get("kind") == "state_dir"
+    ]
+    assert errors, f"no agent_error line of kind state_dir:\n{agent.output()[-4000:]}"
+    assert cause in errors[-1], errors[-1]
+    assert "Traceback" not in agent.output(), agent.output()[-4000:]
+    return errors[-1]
+
+
+def no_temporary_files(state: Path) -> bool:
+    """A failed atomic write removed its temporary file."""
+    return not list((state / "journal").glob(".*.tmp"))
 
 
 def remount(mount: Path, mode: str) -> None:
@@ -89,9 +96,11 @@ def test_disk_fills_during_an_evaluation(
         wait_until(lambda: len(agent.evaluations()) >= 1, 60, "first evaluation started")
         filler = fill(small_disk)
         release.write_text("go")
-        code = agent.wait(60)
-        clear = clear_error(agent, "No space left on device")
-        assert code != 0, agent.output()
+        assert agent.wait(60) == EXIT_STATE_DIR, agent.output()
+        error = state_dir_error(agent, "No space left on device")
+        assert f"state directory {small_disk} is full" in error
+        assert "(ENOSPC) at journal/" in error  # names the file it could not write
+        assert no_temporary_files(small_disk)
         # The journal is intact and the suggestion is still open and ours on the server.
         records = journal_records(small_disk)
         open_now = api.open_suggestions(eid)
@@ -103,8 +112,6 @@ def test_disk_fills_during_an_evaluation(
         assert agent.run(120) == 0, agent.output()
     assert_exactly_once(api, eid, [agent])
     assert agent.events("suggestion_resumed")
-    if not clear:
-        pytest.xfail(UNCLEAR)
 
 
 def test_state_directory_turns_read_only(sqlite_server: RunningServer, small_disk: Path) -> None:
@@ -120,9 +127,9 @@ def test_state_directory_turns_read_only(sqlite_server: RunningServer, small_dis
         assert [r["stage"] for r in before] == ["evaluated"]
         remount(small_disk, "ro")
         try:
-            code = agent.run(60)
-            clear = clear_error(agent, "Read-only file system")
-            assert code != 0, agent.output()
+            assert agent.run(60) == EXIT_STATE_DIR, agent.output()
+            error = state_dir_error(agent, "Read-only file system")
+            assert f"state directory {small_disk} is read-only" in error
             # Nothing changed on disk, and the journaled result was not lost: it reached the
             # server, or it is still journaled for the next start.
             after = journal_records(small_disk)
@@ -138,5 +145,3 @@ def test_state_directory_turns_read_only(sqlite_server: RunningServer, small_dis
     assert isinstance(journaled, dict)
     assert observation["values"][0]["value"] == journaled["values"][0]["value"]
     assert per_suggestion[sid] == 1
-    if not clear:
-        pytest.xfail(UNCLEAR)

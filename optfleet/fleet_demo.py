@@ -12,7 +12,14 @@ its checkpoint on disk past the first step; never after a fixed sleep):
 3. spot interruption: the metadata service announces it; the agent checkpoints, stops the
    evaluation and hands the suggestion over; the instance is then terminated and replaced.
 
-The summary is computed from the server's data (observation metadata) only.
+A fault only counts when it landed mid-evaluation. Before a kill the victim's agent is frozen
+(SIGSTOP) and its journal read: if the evaluation already finished (the result is journaled, maybe
+being posted) the agent is thawed and the demo waits for another moment. A spot notice that comes
+too late (the evaluation finishes first and the agent reports it itself, as documented) is recorded
+as missed and sent again to the replacement spot instance. Misses are listed with each injection.
+
+The summary is computed from the server's data (observation metadata) only, plus, for each instance
+the demo terminated, the suggestions the server held from it at the moment it was gone.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from optfleet.demo_view import InstanceLine, render
 from optfleet.experiment_spec import load_spec_file
 from optfleet.fleet_sim import InstanceSpec, SimulatedInstance, new_instance_id
 from optfleet.local_server import LocalServer
+from worker_bootstrap.journal import CREATED, EVALUATED
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVE = REPO_ROOT / "examples" / "hartmann6.py"
@@ -92,6 +100,15 @@ class Injection:
     done: bool = False
     outcome: str = "not injected"
     verified: bool = False
+    missed: list[str] = field(default_factory=list)  # attempts that did not take effect
+
+    def retry_later(self, why: str) -> None:
+        """Record an attempt that did not take effect; the next moment gets a fresh try."""
+        self.missed.append(f"{self.victim} suggestion {self.suggestion} at step {self.step}: {why}")
+        self.suggestion = None
+        self.step = None
+        self.injected_at = None
+        self.handed_over_at = None
 
 
 @dataclass
@@ -121,6 +138,8 @@ class FleetDemo:
         self.seen_observations: set[str] = set()
         self.agent_events_seen: dict[str, int] = {}
         self.injections: list[Injection] = []
+        # Instances terminated by the demo -> the suggestions the server held from them then.
+        self.gone: dict[str, list[str]] = {}
         self.started = time.monotonic()
         self.server_start_s = 0.0
 
@@ -289,8 +308,57 @@ class FleetDemo:
             elif injection.kind == "spot-interruption":
                 self.follow_spot_interruption(injection, victim, snap)
 
+    def caught_mid_evaluation(self, injection: Injection, victim: SimulatedInstance) -> bool:
+        """Freeze the victim's agent; True (still frozen) when it is evaluating the suggestion.
+
+        The checkpoint and the snapshot that chose this moment may be a little old (under load,
+        a second or more): the evaluation may have finished since and its observation may be on
+        its way. The frozen agent's journal settles it: ``created`` means still evaluating, and no
+        ``evaluated`` record means no observation can be in flight. Otherwise the agent is thawed
+        and the attempt recorded as missed.
+        """
+        if not victim.freeze():
+            injection.retry_later("the agent was not running")
+            return False
+        stages = victim.journal_stages()
+        stage = stages.get(injection.suggestion or "")
+        if stage == CREATED and EVALUATED not in stages.values():
+            return True
+        victim.thaw()
+        injection.retry_later(
+            f"its evaluation finished before the {injection.kind} could land "
+            f"(journal: {stage or 'no record'}); waiting for another moment"
+        )
+        self.event(f"[{injection.kind}] {injection.missed[-1]}")
+        return False
+
+    def terminate_quietly(self, victim: SimulatedInstance) -> bool:
+        """Terminate the victim unless it may be posting an observation right now.
+
+        False (agent thawed, nothing done) while a journaled result awaits its post: an
+        observation sent just before the kill could reach the server after the instance is gone.
+        """
+        if victim.freeze() and EVALUATED in victim.journal_stages().values():
+            victim.thaw()
+            return False
+        victim.terminate()
+        self.record_gone(victim.instance_id)
+        return True
+
+    def record_gone(self, instance_id: str) -> None:
+        """Remember which suggestions the server holds from a just-terminated instance."""
+        self.gone[instance_id] = sorted(
+            str(o.get("suggestion"))
+            for o in self._client().observations(self.experiment_id)
+            if str((o.get("metadata") or {}).get("instance_id")) == instance_id
+        )
+
     def inject(self, injection: Injection, victim: SimulatedInstance) -> None:
         where = f"suggestion {injection.suggestion} at step {injection.step}/{self.settings.steps}"
+        if injection.kind in ("reboot", "termination") and not self.caught_mid_evaluation(
+            injection, victim
+        ):
+            return
         if injection.kind == "reboot":
             self.event(
                 f"[reboot] SIGKILL agent of {victim.instance_id} during {where}; booting it again"
@@ -301,6 +369,7 @@ class FleetDemo:
         elif injection.kind == "termination":
             self.event(f"[termination] {victim.instance_id} terminated during {where}")
             victim.terminate()
+            self.record_gone(victim.instance_id)
             injection.replacement = self.launch(
                 (victim.spec.instance_type, victim.spec.availability_zone, victim.spec.lifecycle),
                 role=f"replaces {victim.instance_id}",
@@ -314,7 +383,12 @@ class FleetDemo:
     def follow_spot_interruption(
         self, injection: Injection, victim: SimulatedInstance, snap: Snapshot
     ) -> None:
-        """After the notice: wait for the hand-over on the server, then terminate and replace."""
+        """After the notice: wait for the hand-over on the server, then terminate and replace.
+
+        When the evaluation finishes before the agent acts on the notice, the agent reports it
+        itself (docs/agent.md) and stops: nothing was handed over. That attempt is recorded as
+        missed and the notice goes to the replacement spot instance instead.
+        """
         now = time.monotonic()
         if injection.handed_over_at is None:
             handed_over = any(
@@ -322,29 +396,58 @@ class FleetDemo:
                 and (s.get("metadata") or {}).get("interrupted_at")
                 for s in snap.open_suggestions
             )
-            if handed_over:
+            reporter = next(
+                (
+                    str((o.get("metadata") or {}).get("instance_id"))
+                    for o in snap.observations
+                    if str(o.get("suggestion")) == injection.suggestion
+                ),
+                None,
+            )
+            if handed_over or (reporter is not None and reporter != victim.instance_id):
+                # Handed over (or, on a slow machine, adopted before we saw interrupted_at).
                 injection.handed_over_at = now
+                how = "interrupted_at set" if handed_over else f"already finished by {reporter}"
                 self.event(
                     f"[spot] {victim.instance_id} checkpointed and handed over suggestion "
-                    f"{injection.suggestion} (interrupted_at set)"
+                    f"{injection.suggestion} ({how})"
                 )
+            elif reporter == victim.instance_id:
+                self.retarget_spot_interruption(injection, victim)
             elif now - (injection.injected_at or now) > 30:
                 injection.outcome = "no hand-over within 30 s of the notice"
                 self.event(f"[spot] {victim.instance_id}: {injection.outcome}")
-                self.replace_spot_victim(injection, victim)
+                if self.replace_spot_victim(injection, victim):
+                    injection.done = True
             return
         # The agent stops taking work after a notice; give it a bounded moment to exit itself.
         if victim.agent_running and now - injection.handed_over_at < 10:
             return
-        injection.outcome = "interrupted, handed over and replaced"
-        self.replace_spot_victim(injection, victim)
+        if self.replace_spot_victim(injection, victim):
+            injection.outcome = "interrupted, handed over and replaced"
+            injection.done = True
 
-    def replace_spot_victim(self, injection: Injection, victim: SimulatedInstance) -> None:
+    def retarget_spot_interruption(self, injection: Injection, victim: SimulatedInstance) -> None:
+        """The notice came too late for this evaluation: replace the victim, try its replacement."""
+        if not self.replace_spot_victim(injection, victim):
+            return  # still posting: the next poll tries again
+        injection.retry_later(
+            "its evaluation finished before the agent acted on the notice, so the agent "
+            "reported it itself and handed nothing over"
+        )
+        self.event(f"[spot] {injection.missed[-1]}")
+        replacement = injection.replacement or ""
+        injection.victim, injection.replacement = replacement, None
+        self.roles[replacement] = f"spot-interruption victim, {self.roles[replacement]}"
+
+    def replace_spot_victim(self, injection: Injection, victim: SimulatedInstance) -> bool:
+        """Terminate the victim and launch a spot replacement; False while it is still posting."""
+        if not self.terminate_quietly(victim):
+            return False
         self.event(f"[spot] {victim.instance_id} reclaimed by EC2; launching a replacement")
-        victim.terminate()
         spec = INSTANCE_SPECS[3]
         injection.replacement = self.launch(spec, role=f"replaces {victim.instance_id}")
-        injection.done = True
+        return True
 
     def report_new_observations(self, snap: Snapshot) -> None:
         """Event lines for resumed and adopted observations as they reach the server."""
@@ -500,6 +603,7 @@ class FleetDemo:
                 injection.verified = (
                     bool(observation)
                     and bool(meta.get("adopted_by"))
+                    and meta.get("instance_id") != injection.victim
                     and injection.victim in str(meta.get("previous_instance_ids") or "")
                 )
         instances = [
@@ -532,8 +636,13 @@ class FleetDemo:
                     "replacement": i.replacement,
                     "outcome": i.outcome,
                     "verified": i.verified,
+                    "missed": i.missed,
                 }
                 for i in self.injections
+            ],
+            gone=[
+                {"instance_id": instance_id, "reported_before_gone": reported}
+                for instance_id, reported in self.gone.items()
             ],
             timed_out=timed_out,
             server_start_s=round(self.server_start_s, 1),

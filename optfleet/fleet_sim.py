@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
+from worker_bootstrap.journal import Journal
 
 CHECKPOINT_NAME = "hartmann6-checkpoint.json"
 
@@ -189,6 +190,37 @@ class SimulatedInstance:
         self._proc.wait(timeout=30)
         if self._reader is not None:
             self._reader.join(timeout=5)
+
+    def freeze(self) -> bool:
+        """SIGSTOP the agent (its evaluation runs in a session of its own and keeps going).
+
+        A frozen agent sends nothing more, so what its journal says right now stays true until it
+        is thawed or killed. False when the agent is not running.
+        """
+        if not self.agent_running or self._proc is None:
+            return False
+        try:
+            os.killpg(self._proc.pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def thaw(self) -> None:
+        """SIGCONT the agent after :meth:`freeze`."""
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGCONT)
+
+    def journal_stages(self) -> dict[str, str]:
+        """Suggestion id -> the agent's journal stage (``created``, ``evaluated``, ``reported``).
+
+        The agent journals ``evaluated`` before it posts an observation and ``reported`` after:
+        while it is frozen with no ``evaluated`` record, no observation of it can be in flight.
+        """
+        if not (self.state_dir / "journal").is_dir():
+            return {}
+        journal = Journal(self.state_dir)
+        return {entry.suggestion_id: entry.stage for entry in journal.entries(self.experiment_id)}
 
     def reboot(self) -> None:
         """SIGKILL agent and evaluation (power loss), then boot again: same id, same disk."""

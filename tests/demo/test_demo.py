@@ -109,12 +109,24 @@ def test_the_server_agrees_with_the_summary(demo_run: dict[str, Any]) -> None:
         previous = str(observation.metadata["previous_instance_ids"]).split(",")
         assert set(previous) <= existed
         assert observation.metadata["adopted_by"] in existed
-    # The terminated and the interrupted instance never report after they are gone.
-    gone = {i["victim"] for i in summary["injections"] if i["kind"] != "reboot"}
+    # The terminated and the interrupted instance never finish the suggestion they were hit
+    # during: an adopter does.
     for injection in summary["injections"]:
         if injection["kind"] != "reboot":
             finished = [o for o in observations if o.suggestion == injection["suggestion"]]
-            assert finished[0].metadata["instance_id"] not in gone
+            assert len(finished) == 1
+            meta = finished[0].metadata
+            assert meta["instance_id"] != injection["victim"]
+            assert meta["adopted_by"] == meta["instance_id"]
+            assert injection["victim"] in str(meta["previous_instance_ids"]).split(",")
+    # Every instance the demo terminated never reports after it is gone. Before, it may well
+    # have finished (or adopted and finished) other suggestions, even another victim's.
+    gone = {g["instance_id"]: set(g["reported_before_gone"]) for g in summary["gone"]}
+    assert {i["victim"] for i in summary["injections"] if i["kind"] != "reboot"} <= set(gone)
+    for observation in observations:
+        reporter = observation.metadata["instance_id"]
+        if reporter in gone:
+            assert observation.suggestion in gone[reporter], (reporter, observation.suggestion)
 
 
 @pytest.mark.parametrize(

@@ -132,6 +132,8 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
             f"{injection['kind']}: {injection['victim']}, suggestion {injection['suggestion']} "
             f"— {injection['outcome']} {mark}"
         )
+        for missed in injection.get("missed") or []:
+            console.print(f"  missed first: {missed}", style="dim")
     console.print(
         f"observations {summary['observations']} (failed {summary['failed']}), resumed "
         f"{summary['resumed']}, adopted {summary['adopted']}, duplicates {summary['duplicates']}, "

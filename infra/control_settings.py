@@ -18,11 +18,11 @@ from infra.settings import (
     _SECRET_ARN,
     _SUBNET_ID,
     _VPC_ID,
-    LOG_RETENTION_DAYS,
     SettingsError,
     _as_int,
     _as_list,
     _as_optional_str,
+    _log_retention_days,
     _match,
     _optional_match,
     check_each_instance_type,
@@ -173,13 +173,7 @@ def load_control_settings(context: Mapping[str, Any]) -> ControlSettings:
     if certificate_arn is not None:
         _match("certificate_arn", certificate_arn, _CERT_ARN, "an ACM certificate ARN")
 
-    log_retention_days = _as_int("log_retention_days", raw, 30, minimum=1, maximum=3653)
-    if log_retention_days not in LOG_RETENTION_DAYS:
-        raise SettingsError(
-            "log_retention_days",
-            f"CloudWatch accepts only {', '.join(map(str, LOG_RETENTION_DAYS))}; "
-            f"got {log_retention_days}",
-        )
+    log_retention_days = _log_retention_days(raw)
     return ControlSettings(
         size=size,
         instance_type=instance_type,

@@ -188,13 +188,7 @@ def _validate(raw: Mapping[str, Any], origin: Mapping[str, Path], cwd: Path) -> 
     for subnet in subnet_ids:
         _match("subnet_ids", subnet, _SUBNET_ID, "subnet ids like subnet-0123abcd")
 
-    log_retention_days = _as_int("log_retention_days", raw, 30, minimum=1, maximum=3653)
-    if log_retention_days not in LOG_RETENTION_DAYS:
-        raise SettingsError(
-            "log_retention_days",
-            f"CloudWatch accepts only {', '.join(map(str, LOG_RETENTION_DAYS))}; "
-            f"got {log_retention_days}",
-        )
+    log_retention_days = _log_retention_days(raw)
 
     when_done = (_as_optional_str("when_done", raw) or "stay").lower()
     if when_done not in WHEN_DONE_CHOICES:
@@ -303,6 +297,17 @@ def _as_int(
             setting, f"expected a whole number from {minimum} to {maximum}; got {number}"
         )
     return number
+
+
+def _log_retention_days(raw: Mapping[str, Any]) -> int:
+    """``log_retention_days``: one of the values CloudWatch Logs accepts (default 30)."""
+    days: int = _as_int("log_retention_days", raw, 30, minimum=1, maximum=3653)
+    if days not in LOG_RETENTION_DAYS:
+        raise SettingsError(
+            "log_retention_days",
+            f"CloudWatch accepts only {', '.join(map(str, LOG_RETENTION_DAYS))}; got {days}",
+        )
+    return days
 
 
 def _as_float(setting: str, raw: Mapping[str, Any]) -> Optional[float]:

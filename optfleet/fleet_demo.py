@@ -2,8 +2,10 @@
 
 Starts the suggestion server (SQLite in a temporary directory), creates the example Hartmann-6
 experiment, starts N simulated instances (IMDSv2 emulator + real agent each), and injects three
-faults as soon as each victim is observably mid-evaluation (its suggestion open on the server and
-its checkpoint on disk past the first step; never after a fixed sleep):
+faults as soon as some live instance is observably mid-evaluation on a suitable suggestion (open on
+the server, not diverging, not used by another fault, its checkpoint on disk past the first step;
+never after a fixed sleep). Each fault's victim is chosen at that moment, not fixed up front: a
+fixed victim may draw only unsuitable suggestions until the budget runs out.
 
 1. reboot: SIGKILL the agent and its evaluation, boot again with the same instance id and disk;
    the agent resumes the same suggestion from its checkpoint;
@@ -91,7 +93,7 @@ class Injection:
     """One fault to inject, its victim, and what the server later shows about it."""
 
     kind: str  # reboot, termination, spot-interruption
-    victim: str  # instance id
+    victim: str = ""  # instance id, chosen when the fault is injected ("" until then)
     suggestion: str | None = None
     step: int | None = None
     injected_at: float | None = None
@@ -105,6 +107,8 @@ class Injection:
     def retry_later(self, why: str) -> None:
         """Record an attempt that did not take effect; the next moment gets a fresh try."""
         self.missed.append(f"{self.victim} suggestion {self.suggestion} at step {self.step}: {why}")
+        self.victim = ""
+        self.replacement = None
         self.suggestion = None
         self.step = None
         self.injected_at = None
@@ -170,14 +174,11 @@ class FleetDemo:
         )
         for index in range(self.settings.workers):
             self.launch(INSTANCE_SPECS[index % len(INSTANCE_SPECS)], role="worker")
-        ids = list(self.instances)
         self.injections = [
-            Injection("reboot", ids[0]),
-            Injection("termination", ids[1]),
-            Injection("spot-interruption", ids[2]),
+            Injection("reboot"),
+            Injection("termination"),
+            Injection("spot-interruption"),
         ]
-        for injection in self.injections:
-            self.roles[injection.victim] = f"{injection.kind} victim"
 
     def agent_settings(self) -> dict[str, str]:
         """The env file every agent gets (as /etc/optfleet/agent.env on EC2); short timings."""
@@ -285,28 +286,53 @@ class FleetDemo:
         except (KeyError, TypeError, ValueError):
             return False
 
+    def candidates(self, injection: Injection) -> list[SimulatedInstance]:
+        """Live instances this fault may hit: agent running, not busy with another fault.
+
+        A spot interruption only hits spot instances. An instance whose fault is still in
+        progress (a spot notice awaiting its hand-over) takes no other fault.
+        """
+        busy = {i.victim for i in self.injections if i is not injection and not i.done}
+        return [
+            instance
+            for instance in self.instances.values()
+            if instance.state != "terminated"
+            and instance.agent_running
+            and instance.instance_id not in busy
+            and (injection.kind != "spot-interruption" or instance.spec.lifecycle == "spot")
+        ]
+
     def advance_injections(self, snap: Snapshot) -> None:
-        """Inject each fault as soon as its victim is observably mid-evaluation."""
+        """Inject each fault on the first live instance observably mid-evaluation."""
         for injection in self.injections:
             if injection.done:
                 continue
-            victim = self.instances[injection.victim]
             if injection.injected_at is None:
-                if not victim.agent_running:
-                    code = victim.agent_exit_code
+                candidates = self.candidates(injection)
+                if not candidates:
                     injection.done = True
-                    injection.outcome = f"not injected: the agent exited first (exit code {code})"
-                    self.event(f"[{injection.kind}] {victim.instance_id}: {injection.outcome}")
+                    injection.outcome = "not injected: no instance left running to hit"
+                    self.event(f"[{injection.kind}] {injection.outcome}")
                     continue
                 used = {i.suggestion for i in self.injections if i.suggestion is not None}
-                found = self.mid_evaluation(injection.victim, snap, exclude=used)
-                if found is None:
+                for victim in candidates:
+                    found = self.mid_evaluation(victim.instance_id, snap, exclude=used)
+                    if found is not None:
+                        break
+                else:
                     continue
+                injection.victim = victim.instance_id
                 injection.suggestion, injection.step = found
                 injection.injected_at = time.monotonic()
                 self.inject(injection, victim)
+                if injection.victim:  # not retried: the fault landed (or the notice is out)
+                    role = self.roles.get(victim.instance_id, "worker")
+                    prefix = f"{injection.kind} victim"
+                    self.roles[victim.instance_id] = (
+                        prefix if role == "worker" else f"{prefix}, {role}"
+                    )
             elif injection.kind == "spot-interruption":
-                self.follow_spot_interruption(injection, victim, snap)
+                self.follow_spot_interruption(injection, self.instances[injection.victim], snap)
 
     def caught_mid_evaluation(self, injection: Injection, victim: SimulatedInstance) -> bool:
         """Freeze the victim's agent; True (still frozen) when it is evaluating the suggestion.
@@ -428,7 +454,10 @@ class FleetDemo:
             injection.done = True
 
     def retarget_spot_interruption(self, injection: Injection, victim: SimulatedInstance) -> None:
-        """The notice came too late for this evaluation: replace the victim, try its replacement."""
+        """The notice came too late for this evaluation: replace the victim, then try again.
+
+        The next attempt picks any live spot instance, the replacement among them.
+        """
         if not self.replace_spot_victim(injection, victim):
             return  # still posting: the next poll tries again
         injection.retry_later(
@@ -436,9 +465,6 @@ class FleetDemo:
             "reported it itself and handed nothing over"
         )
         self.event(f"[spot] {injection.missed[-1]}")
-        replacement = injection.replacement or ""
-        injection.victim, injection.replacement = replacement, None
-        self.roles[replacement] = f"spot-interruption victim, {self.roles[replacement]}"
 
     def replace_spot_victim(self, injection: Injection, victim: SimulatedInstance) -> bool:
         """Terminate the victim and launch a spot replacement; False while it is still posting."""

@@ -16,6 +16,7 @@ from suggestion_server.auth import TokenCache
 from suggestion_server.context import ServerContext
 from suggestion_server.db import Store, make_engine
 from suggestion_server.errors import install_error_handlers
+from suggestion_server.hot_writes import HotWrites
 from suggestion_server.migrate import upgrade_to_head
 from suggestion_server.routes import (
     best_assignments,
@@ -106,10 +107,12 @@ def create_app(
     clock: Callable[[], float] | None = None,
     *,
     prepared: bool = False,
+    hot_writes: bool = True,
 ) -> FastAPI:
     """Build the app: migrate the database, register ``bootstrap_token`` (idempotent).
 
-    ``prepared`` skips both (``prepare_database`` already ran in a parent process).
+    ``prepared`` skips both (``prepare_database`` already ran in a parent process);
+    ``hot_writes=False`` leaves the two hot writes to their FastAPI routes (parity tests).
     """
     store = Store(make_engine(db_url))
     if not prepared:
@@ -136,6 +139,8 @@ def create_app(
     app.state.context = context
     app.state.token_cache = TokenCache()
     install_error_handlers(app)
+    if hot_writes:
+        app.add_middleware(HotWrites)
     for module in (health, experiments, suggestions, observations, best_assignments):
         app.include_router(module.router)
     app.include_router(web_router)

@@ -3,24 +3,29 @@
 SQLite: WAL, ``busy_timeout``, ``synchronous=NORMAL``, foreign keys on. Write transactions start
 with ``BEGIN IMMEDIATE`` (so a transaction never has to upgrade a read lock, the classic source of
 "database is locked"), and inside one process they also queue on a lock first, so threads wait on a
-cheap in-process lock instead of SQLite's sleeping busy handler. PostgreSQL: an ordinary pool;
-per-experiment serialization is a row lock taken by the services (``lock_experiment``).
+cheap in-process lock instead of SQLite's sleeping busy handler. PostgreSQL: a pool that pings
+only connections that sat idle; per-experiment serialization is a row lock taken by the services
+(``lock_experiment``).
 """
 
 from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 from suggestion_server.config import normalize_db_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A pooled PostgreSQL connection idle for longer than this is pinged before use.
+PING_IF_IDLE_S = 2.0
 
 # Which BEGIN the next SQLite transaction on this thread/context should issue.
 _begin_immediate: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -52,13 +57,44 @@ def make_engine(db_url: str) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=8,
-            max_overflow=56,
+            pool_size=32,
+            max_overflow=32,
             pool_timeout=60,
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=40, pool_timeout=60, pool_pre_ping=True)
+    # One connection per concurrent request: overflow connections are closed on check-in, and
+    # re-connecting under load costs more than the request.
+    engine = create_engine(url, pool_size=32, max_overflow=16, pool_timeout=60)
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """``pool_pre_ping``, but only for connections idle longer than ``PING_IF_IDLE_S``.
+
+    The ping is a round trip, as costly as a statement. Under load connections are never idle
+    and need none: when the database restarts, the first request on a dead connection fails, and
+    SQLAlchemy then invalidates every connection opened before it, so the next ones reconnect.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_IF_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if not engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                raise
+            # The database went away: the pool discards every connection opened before now and
+            # checks out a fresh one.
+            raise InvalidatePoolError(str(exc)) from exc
 
 
 class Store:
@@ -90,6 +126,20 @@ class Store:
             finally:
                 _begin_immediate.reset(token)
             yield session
+
+    @contextmanager
+    def write_statement(self) -> Iterator[Connection]:
+        """A connection for one self-contained write statement, committed at the end.
+
+        PostgreSQL runs it in autocommit: one round trip instead of BEGIN, statement, COMMIT.
+        SQLite runs it in the serialized write transaction of ``write()``.
+        """
+        if self.is_sqlite:
+            with self.write() as session:
+                yield session.connection()
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            yield connection
 
     def dispose(self) -> None:
         """Close every pooled connection."""

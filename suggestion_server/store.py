@@ -8,7 +8,18 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, exists, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from suggestion_server.errors import not_found
@@ -90,10 +101,18 @@ _SUGGESTION_AND_ITS_OBSERVATION = (
     .order_by(_OBSERVATIONS.c.id)
     .limit(1)
 )
-_SET_SUGGESTION_METADATA = (
+_SET_CLIENT_SUGGESTION_METADATA = (
     update(_SUGGESTIONS)
-    .where(_SUGGESTIONS.c.id == bindparam("sid"))
+    .where(
+        _SUGGESTIONS.c.id == bindparam("sid"),
+        _SUGGESTIONS.c.experiment_id == bindparam("eid"),
+        _SUGGESTIONS.c.deleted.is_(False),
+        exists()
+        .where(_EXPERIMENTS.c.id == bindparam("eid"), _EXPERIMENTS.c.client_id == bindparam("cid"))
+        .correlate(),
+    )
     .values(metadata_json=bindparam("metadata"))
+    .returning(*_SUGGESTIONS.c)
 )
 
 
@@ -183,13 +202,30 @@ def close_suggestion(session: Session, suggestion_id: int) -> None:
     session.connection().execute(_CLOSE_SUGGESTION, {"sid": suggestion_id})
 
 
-def set_suggestion_metadata(
-    session: Session, suggestion_id: int, metadata_json: str | None
-) -> None:
-    """Replace a suggestion's metadata (a plain UPDATE: no unit-of-work flush on the hot path)."""
-    session.connection().execute(
-        _SET_SUGGESTION_METADATA, {"sid": suggestion_id, "metadata": metadata_json}
-    )
+def set_client_suggestion_metadata(
+    connection: Connection,
+    client_id: int,
+    experiment_id: int,
+    suggestion_id: int,
+    metadata_json: str | None,
+) -> Any:
+    """Replace the metadata of the client's non-deleted suggestion and return the row, or 404.
+
+    One statement (the lease renewal every worker repeats): the ownership check is part of the
+    UPDATE, so on PostgreSQL it can run in autocommit as a single round trip.
+    """
+    if not (0 < experiment_id <= MAX_ID and 0 < suggestion_id <= MAX_ID):
+        raise not_found()
+    params = {
+        "sid": suggestion_id,
+        "eid": experiment_id,
+        "cid": client_id,
+        "metadata": metadata_json,
+    }
+    row = connection.execute(_SET_CLIENT_SUGGESTION_METADATA, params).first()
+    if row is None:
+        raise not_found()
+    return row
 
 
 def insert_observation(session: Session, row: dict[str, Any]) -> int:

@@ -29,7 +29,7 @@ from suggestion_server.store import (
     experiment_row_for_client,
     metadata_filters,
     page_of,
-    set_suggestion_metadata,
+    set_client_suggestion_metadata,
 )
 
 log = logging.getLogger("suggestion_server.suggestions")
@@ -109,13 +109,14 @@ def update_suggestion(
     body: SuggestionUpdate,
 ) -> dict[str, Any]:
     """Only ``metadata``: absent → unchanged, null → cleared, object → replaces the map."""
-    with ctx.store.write() as session:
-        suggestion = client_suggestion(session, client_id, experiment_id, suggestion_id)
-        result = suggestion_json(suggestion)
-        if "metadata" in body.model_fields_set:
-            set_suggestion_metadata(session, suggestion.id, dumps(body.metadata))
-            result["metadata"] = body.metadata
-        return result
+    if "metadata" not in body.model_fields_set:
+        return fetch_suggestion(ctx, client_id, experiment_id, suggestion_id)
+    metadata_json = dumps(body.metadata)
+    with ctx.store.write_statement() as connection:
+        row = set_client_suggestion_metadata(
+            connection, client_id, experiment_id, suggestion_id, metadata_json
+        )
+    return suggestion_json(row)
 
 
 def delete_suggestion(

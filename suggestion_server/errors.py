@@ -12,12 +12,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 log = logging.getLogger("suggestion_server")
 
 NOT_FOUND_MESSAGE = "The requested resource could not be found"
+DATABASE_UNAVAILABLE_MESSAGE = (
+    "The server's database is unavailable or overloaded right now; retry the request"
+)
+RETRY_AFTER_S = 1
 
 
 class ApiError(Exception):
@@ -46,6 +52,21 @@ def error_response(status: int, message: str, **extra: Any) -> Response:
     return Response(
         json.dumps(body), status_code=status, media_type="application/json; charset=utf-8"
     )
+
+
+def database_error_response(method: str, path: str, exc: SQLAlchemyError) -> Response:
+    """A database that is down, restarting or out of connections is a retryable 503; any other
+    database error is a bug (500). Both are logged with the cause, which the client never sees."""
+    unavailable = isinstance(exc, (OperationalError, PoolTimeoutError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+    if unavailable:
+        log.warning("database unavailable on %s %s: %s", method, path, str(exc).splitlines()[0])
+        response = error_response(503, DATABASE_UNAVAILABLE_MESSAGE)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+    log.error("database error on %s %s", method, path, exc_info=exc)
+    return error_response(500, "An unexpected server error has occurred.")
 
 
 def endpoint_not_found_message(path: str) -> str:
@@ -90,6 +111,10 @@ def install_error_handlers(app: FastAPI) -> None:
                 405, f"This endpoint accepts only the following methods: {methods}"
             )
         return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_error(request: Request, exc: SQLAlchemyError) -> Response:
+        return database_error_response(request.method, request.url.path, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

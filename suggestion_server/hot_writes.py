@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from suggestion_server.auth import authenticated_client
 from suggestion_server.context import ServerContext
-from suggestion_server.errors import ApiError, error_response
+from suggestion_server.errors import ApiError, database_error_response, error_response
 from suggestion_server.jsonbody import json_body
 from suggestion_server.routes.common import path_id, reject_nul_in_query, render
 from suggestion_server.schemas import ObservationCreate, SuggestionUpdate, validate_body
@@ -72,6 +73,8 @@ class HotWrites:
             response = await _serve(request, route[1], match.groups())
         except ApiError as exc:
             response = error_response(exc.status, exc.message, **exc.extra)
+        except SQLAlchemyError as exc:  # as the app's handler answers it for the routes
+            response = database_error_response(request.method, scope["path"], exc)
         await response(scope, receive, send)
 
 

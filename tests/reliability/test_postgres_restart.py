@@ -69,3 +69,37 @@ def test_database_restart_under_load(pg_server: RunningServer, pg_cluster: Postg
     assert check.open_duplicates == [], check
     # Requests arriving during the restart saw errors and were retried; none after recovery.
     assert sum(sim.result.errors.values()) == errors_after_recovery
+
+
+def test_database_down_is_a_retryable_503(
+    pg_server: RunningServer, pg_cluster: PostgresCluster
+) -> None:
+    """While PostgreSQL is down every request gets 503 with Retry-After (the agent and the
+    official client retry 5xx), never a 500 or a hang; once it is back, requests succeed."""
+    eid = create_discrete_experiment(pg_server.url, TOKEN)
+    base = f"{pg_server.url}/v1/experiments/{eid}"
+    with httpx.Client(auth=(TOKEN, ""), timeout=30) as client:
+        sid = client.post(f"{base}/suggestions", json={}).json()["id"]
+        requests = [
+            ("GET", base, None),
+            ("POST", f"{base}/suggestions", {}),
+            ("PUT", f"{base}/suggestions/{sid}", {"metadata": {"lease": 1}}),
+            ("POST", f"{base}/observations", {"suggestion": sid, "value": 1.0}),
+        ]
+        pg_cluster.pause()
+        try:
+            for method, url, body in requests:
+                response = client.request(method, url, json=body)
+                assert response.status_code == 503, (method, url, response.text)
+                assert "database is unavailable" in response.json()["message"]
+                assert response.headers["retry-after"] == "1"
+        finally:
+            pg_cluster.resume()
+        wait_until(
+            lambda: client.get(base).status_code == 200,
+            timeout_s=60,
+            what="the server answering again after PostgreSQL is back",
+        )
+        statuses = [client.request(m, u, json=b).status_code for m, u, b in requests]
+        assert statuses == [200] * len(requests), statuses
+    assert "Traceback" not in pg_server.log_text()

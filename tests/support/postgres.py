@@ -61,10 +61,12 @@ class PostgresCluster:
             stdout=subprocess.DEVNULL,
         )
         cluster = cls(root=root, port=port, bin_dir=bin_dir)
-        cluster._pg_ctl(
-            "start", "-o", f"-h 127.0.0.1 -p {port} -k {root} -c max_connections=300 -c fsync=off"
-        )
+        cluster._pg_ctl("start", "-o", cluster._options())
         return cluster
+
+    def _options(self) -> str:
+        """Loopback only, a socket directory of its own, no fsync (test data is disposable)."""
+        return f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=300 -c fsync=off"
 
     def _pg_ctl(self, action: str, *extra: str) -> None:
         args = [
@@ -102,13 +104,14 @@ class PostgresCluster:
         return self.url(name)
 
     def restart(self) -> None:
-        self._pg_ctl(
-            "restart",
-            "-m",
-            "fast",
-            "-o",
-            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=300 -c fsync=off",
-        )
+        self._pg_ctl("restart", "-m", "fast", "-o", self._options())
+
+    def pause(self) -> None:
+        """Stop the database server, keeping its data (``resume`` starts it again)."""
+        self._pg_ctl("stop", "-m", "fast")
+
+    def resume(self) -> None:
+        self._pg_ctl("start", "-o", self._options())
 
     def stop(self) -> None:
         self._pg_ctl("stop", "-m", "fast")

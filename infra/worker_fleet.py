@@ -336,26 +336,28 @@ class WorkerFleet(Construct):
         if action == "stay":
             return
         stack = Stack.of(self)
-        statements: list[iam.PolicyStatement] = []
-        if action == "terminate":
-            group_arn = stack.format_arn(
-                service="autoscaling",
-                resource="autoScalingGroup",
-                # The group's UUID is only known after creation; its name pins it down.
-                resource_name=f"*:autoScalingGroupName/{self.auto_scaling_group.auto_scaling_group_name}",
-                arn_format=ArnFormat.COLON_RESOURCE_NAME,
-            )
-            statements += [
-                # Describe* calls take no resource-level permissions in Auto Scaling.
-                iam.PolicyStatement(
-                    actions=["autoscaling:DescribeAutoScalingInstances"], resources=["*"]
-                ),
-                iam.PolicyStatement(
-                    actions=["autoscaling:TerminateInstanceInAutoScalingGroup"],
-                    resources=[group_arn],
-                ),
-            ]
-        else:
+        group_arn = stack.format_arn(
+            service="autoscaling",
+            resource="autoScalingGroup",
+            # The group's UUID is only known after creation; its name pins it down.
+            resource_name=f"*:autoScalingGroupName/{self.auto_scaling_group.auto_scaling_group_name}",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        # terminate: leave the group, shrinking it; stop: enter Standby first (shrinking it) so
+        # that the group does not replace the stopped instance.
+        group_action = (
+            "autoscaling:TerminateInstanceInAutoScalingGroup"
+            if action == "terminate"
+            else "autoscaling:EnterStandby"
+        )
+        statements = [
+            # Describe* calls take no resource-level permissions in Auto Scaling.
+            iam.PolicyStatement(
+                actions=["autoscaling:DescribeAutoScalingInstances"], resources=["*"]
+            ),
+            iam.PolicyStatement(actions=[group_action], resources=[group_arn]),
+        ]
+        if action == "stop":
             instance_arn = stack.format_arn(service="ec2", resource="instance", resource_name="*")
             statements.append(
                 iam.PolicyStatement(

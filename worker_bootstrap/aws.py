@@ -113,12 +113,33 @@ def live_instances_of(experiment_id: str, region: Optional[str]) -> Set[str]:
 
 
 def stop_instance(instance_id: str, region: Optional[str]) -> str:
-    """Stop this instance; returns what was done."""
+    """Stop this instance; returns what was done.
+
+    In an Auto Scaling group a stopped instance fails its health check and is replaced by a new
+    one, which finds the experiment done and stops too, and so on. So the instance first enters
+    Standby (not health-checked, the desired capacity decremented), then stops.
+    """
+    autoscaling = _client("autoscaling", region)
+    standby = ""
+    try:
+        found: List[Dict[str, Any]] = autoscaling.describe_auto_scaling_instances(
+            InstanceIds=[instance_id]
+        ).get("AutoScalingInstances", [])
+        if found and found[0].get("LifecycleState") == "InService":
+            group = str(found[0].get("AutoScalingGroupName"))
+            autoscaling.enter_standby(
+                InstanceIds=[instance_id],
+                AutoScalingGroupName=group,
+                ShouldDecrementDesiredCapacity=True,
+            )
+            standby = f" (standby in auto scaling group {group})"
+    except Exception as exc:
+        raise AwsError(f"standby of {instance_id}: {type(exc).__name__}: {exc}") from None
     try:
         _client("ec2", region).stop_instances(InstanceIds=[instance_id])
     except Exception as exc:
         raise AwsError(f"ec2:StopInstances {instance_id}: {type(exc).__name__}: {exc}") from None
-    return "stopped"
+    return "stopped" + standby
 
 
 def terminate_instance(instance_id: str, region: Optional[str]) -> str:

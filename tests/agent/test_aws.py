@@ -168,9 +168,8 @@ def test_ec2_says_terminated_so_the_orphan_is_adopted(
     assert api.suggestion(eid, str(running["id"]))["state"] == "open"
 
 
-def test_when_done_terminate_decrements_the_group(
-    moto: str, server: RunningServer, api: Api, workdir: Path
-) -> None:
+def group_of_two(moto: str) -> tuple[str, str]:
+    """(group name, id of its first instance) of a fresh Auto Scaling group of 2 in moto."""
     ec2 = client(moto, "ec2")
     autoscaling = client(moto, "autoscaling")
     template = f"lt-{time.time_ns()}"
@@ -187,10 +186,18 @@ def test_when_done_terminate_decrements_the_group(
         LaunchTemplate={"LaunchTemplateName": template},
         AvailabilityZones=[f"{REGION}a"],
     )
-    [described] = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
-        "AutoScalingGroups"
-    ]
-    me = described["Instances"][0]["InstanceId"]
+    return group, described_group(moto, group)["Instances"][0]["InstanceId"]
+
+
+def described_group(moto: str, group: str) -> dict[str, Any]:
+    [described] = client(moto, "autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[group]
+    )["AutoScalingGroups"]
+    return dict(described)
+
+
+def drain(moto: str, server: RunningServer, api: Api, workdir: Path, me: str, when: str) -> Any:
+    """Run an agent on instance ``me`` through a one-evaluation experiment with ``when_done``."""
     eid = api.create_experiment(budget=1)
     with emulator(me) as imds:
         agent = AgentProcess(
@@ -199,30 +206,44 @@ def test_when_done_terminate_decrements_the_group(
             eid,
             imds.url,
             workdir / "a",
-            env={**aws_env(moto), "OPTFLEET_WHEN_DONE": "terminate", "OPTFLEET_ADOPT": "false"},
+            env={**aws_env(moto), "OPTFLEET_WHEN_DONE": when, "OPTFLEET_ADOPT": "false"},
         )
         assert agent.run() == 0, agent.output()
+    return agent
+
+
+def test_when_done_terminate_decrements_the_group(
+    moto: str, server: RunningServer, api: Api, workdir: Path
+) -> None:
+    group, me = group_of_two(moto)
+    agent = drain(moto, server, api, workdir, me, "terminate")
     assert agent.events("drained")[0]["result"] == f"terminated in auto scaling group {group}"
-    [after] = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
-        "AutoScalingGroups"
-    ]
+    after = described_group(moto, group)
     assert after["DesiredCapacity"] == 1
     assert me not in {i["InstanceId"] for i in after["Instances"]}
 
 
+def test_when_done_stop_in_a_group_enters_standby_first(
+    moto: str, server: RunningServer, api: Api, workdir: Path
+) -> None:
+    """A stopped InService instance would be replaced by the group: Standby prevents that."""
+    group, me = group_of_two(moto)
+    agent = drain(moto, server, api, workdir, me, "stop")
+    assert agent.events("drained")[0]["result"] == (
+        f"stopped (standby in auto scaling group {group})"
+    )
+    after = described_group(moto, group)
+    assert after["DesiredCapacity"] == 1
+    states = {i["InstanceId"]: i["LifecycleState"] for i in after["Instances"]}
+    assert states[me] == "Standby"
+    ec2 = client(moto, "ec2").describe_instances(InstanceIds=[me])
+    assert ec2["Reservations"][0]["Instances"][0]["State"]["Name"] in ("stopping", "stopped")
+
+
 def test_when_done_stop(moto: str, server: RunningServer, api: Api, workdir: Path) -> None:
-    eid = api.create_experiment(budget=1)
-    [me] = launch(moto, 1, eid)
-    with emulator(me) as imds:
-        agent = AgentProcess(
-            server.url,
-            server.token,
-            eid,
-            imds.url,
-            workdir / "a",
-            env={**aws_env(moto), "OPTFLEET_WHEN_DONE": "stop", "OPTFLEET_ADOPT": "false"},
-        )
-        assert agent.run() == 0, agent.output()
+    [me] = launch(moto, 1, "stop-alone")
+    agent = drain(moto, server, api, workdir, me, "stop")
+    assert agent.events("drained")[0]["result"] == "stopped"
     state = client(moto, "ec2").describe_instances(InstanceIds=[me])
     assert state["Reservations"][0]["Instances"][0]["State"]["Name"] in ("stopping", "stopped")
 

@@ -401,8 +401,17 @@ def test_stop_when_done_may_stop_only_this_experiments_instances(arm_fleet: Synt
             "aws:ResourceTag/ManagedBy": "optfleet",
         }
     }
+    # Standby first, so the group neither health-checks nor replaces the stopped instance.
+    (standby,) = [s for s in _statements(arm_fleet) if s["Action"] == "autoscaling:EnterStandby"]
+    group_id = next(iter(arm_fleet.resources("AWS::AutoScaling::AutoScalingGroup")))
+    assert flatten(standby["Resource"]).endswith(
+        f":autoScalingGroup:*:autoScalingGroupName/<{group_id}>"
+    )
     actions = {a for s in _statements(arm_fleet) for a in _as_list(s["Action"])}
-    assert not any(a.startswith("autoscaling:") for a in actions)
+    assert {a for a in actions if a.startswith("autoscaling:")} == {
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:EnterStandby",
+    }
 
 
 def test_ami_id_and_ssm_parameter_settings(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -201,6 +201,17 @@ class ObservationUpdate(ObservationCreate):
     """PUT /v1/experiments/{id}/observations/{id}: absent keys are unchanged."""
 
 
+MAX_BATCH_OBSERVATIONS = 2500
+
+
+class ObservationBatchCreate(_Strict):
+    """POST /v1/experiments/{id}/observations/batch: all of them or none."""
+
+    observations: list[ObservationCreate] = Field(min_length=1, max_length=MAX_BATCH_OBSERVATIONS)
+    dry_run: bool | None = None
+    no_optimize: bool | None = None
+
+
 # ----- responses ------------------------------------------------------------------------------
 
 
@@ -343,6 +354,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     SuggestionUpdate,
     ObservationCreate,
     ObservationUpdate,
+    ObservationBatchCreate,
 )
 
 # ----- turning pydantic errors into wire messages ---------------------------------------------

@@ -26,6 +26,7 @@ from suggestion_server.routes.common import (
 )
 from suggestion_server.schemas import (
     EmptyOut,
+    ObservationBatchCreate,
     ObservationCreate,
     ObservationOut,
     ObservationUpdate,
@@ -50,6 +51,26 @@ def create_observation(
     ``failed``). An identical retry returns the existing observation; a different one is 409."""
     spec = validate_body(ObservationCreate, body)
     result = service.create_observation(ctx, client_id, path_id(experiment_id), spec)
+    return render(request, result, fields)
+
+
+@router.post(
+    "/batch",
+    responses=ok(PaginationOut[ObservationOut]),
+    openapi_extra=body_schema(ObservationBatchCreate),
+)
+def create_observations(
+    request: Request,
+    ctx: Ctx,
+    client_id: ClientId,
+    experiment_id: IdPath,
+    body: JsonBody,
+    fields: Fields = None,
+) -> Response:
+    """Report up to 2,500 evaluations at once, each as in a single create: all are stored or,
+    on the first error (which names the index), none. ``dry_run``: check only (ids null)."""
+    batch = validate_body(ObservationBatchCreate, body)
+    result = service.create_observations(ctx, client_id, path_id(experiment_id), batch)
     return render(request, result, fields)
 
 

@@ -16,7 +16,12 @@ from suggestion_server.jsonbody import short_json
 from suggestion_server.models import Experiment, Observation, Suggestion
 from suggestion_server.paging import PageRequest
 from suggestion_server.render import observation_json, pagination_json
-from suggestion_server.schemas import ObservationCreate, ObservationUpdate, ValueIn
+from suggestion_server.schemas import (
+    ObservationBatchCreate,
+    ObservationCreate,
+    ObservationUpdate,
+    ValueIn,
+)
 from suggestion_server.store import (
     bump_version,
     close_suggestion,
@@ -123,63 +128,118 @@ def create_observation(
     an identical retry returns the existing one, a different one is a 409."""
     with ctx.store.write() as session:
         experiment = experiment_row_for_client(session, client_id, experiment_id, lock=True)
-        if (body.suggestion is None) == (body.assignments is None):
-            raise bad_request(
-                "Must provide exactly one of `suggestion`, `assignments` in: "
-                f"{short_json(body.model_dump(exclude_unset=True))}"
+        result, observation = _create_in(ctx, session, experiment, body)
+        if observation is not None:
+            log.info(
+                "observation created experiment=%s observation=%s suggestion=%s failed=%s",
+                experiment.id,
+                observation.id,
+                body.suggestion,
+                observation.failed,
             )
-        if experiment.state == "deleted":
-            raise bad_request(f"Cannot create observations for deleted experiment {experiment_id}")
-        metrics = json.loads(experiment.metrics_json)
-        values = _outcome(metrics, body, bool(body.failed))
-        metadata_json = dumps(body.metadata)
-        values_json = dumps(values) or "[]"
-        close = False
-        if body.suggestion is not None:
-            found = suggestion_and_its_observation(session, experiment_id, body.suggestion)
-            if found is None:
-                raise bad_request(
-                    f"No suggestion: {body.suggestion} for experiment: {experiment_id}"
-                )
-            existing = (
-                None
-                if found.observation_id is None
-                else observation_in(session, experiment_id, found.observation_id)
-            )
-            if existing is not None:
-                return _existing_or_conflict(
-                    existing, bool(body.failed), values_json, metadata_json
-                )
-            assignments_json = found.assignments_json
-            close = not found.closed
-        else:
-            params = json.loads(experiment.parameters_json)
-            assignments_json = dumps(validated_assignments(body.assignments or {}, params)) or "{}"
-        now = ctx.now()
-        row = {
-            "experiment_id": experiment.id,
-            "suggestion_id": body.suggestion,
-            "assignments_json": assignments_json,
-            "values_json": values_json,
-            "objective_value": _objective_value(metrics, values),
-            "failed": bool(body.failed),
-            "metadata_json": metadata_json,
-            "created": now,
-            "updated": now,
-            "deleted": False,
-        }
-        # Plain INSERT/UPDATE statements: the ORM unit of work costs more CPU than the SQL.
-        observation = Observation(id=insert_observation(session, row), **row)
-        if close and body.suggestion is not None:
-            close_suggestion(session, body.suggestion)
-        log.info(
-            "observation created experiment=%s observation=%s suggestion=%s failed=%s",
-            experiment.id,
-            observation.id,
-            body.suggestion,
-            observation.failed,
+        return result
+
+
+class _DryRun(Exception):
+    """Carries a dry run's result out of its transaction, which is then rolled back."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__("dry run")
+        self.result = result
+
+
+def create_observations(
+    ctx: ServerContext, client_id: int, experiment_id: int, batch: ObservationBatchCreate
+) -> dict[str, Any]:
+    """Store a batch in one transaction: all of them, or none with the first error naming its
+    index. Each follows ``create_observation``'s rules, also against earlier ones of the batch.
+    ``dry_run`` checks everything and writes nothing (the ids are then null)."""
+    try:
+        with ctx.store.write() as session:
+            experiment = experiment_row_for_client(session, client_id, experiment_id, lock=True)
+            results = []
+            for index, body in enumerate(batch.observations):
+                try:
+                    results.append(_create_in(ctx, session, experiment, body)[0])
+                except ApiError as exc:
+                    message = f"observations[{index}]: {exc.message}"
+                    raise ApiError(exc.status, message, **exc.extra) from None
+            page = {
+                "object": "pagination",
+                "count": len(results),
+                "data": results,
+                "paging": {"before": None, "after": None},
+            }
+            if batch.dry_run:
+                raise _DryRun(page)
+    except _DryRun as dry:
+        for item in dry.result["data"]:
+            item["id"] = None
+        return dry.result
+    log.info(
+        "observations created experiment=%s count=%s ids=%s..%s",
+        experiment_id,
+        len(results),
+        results[0]["id"],
+        results[-1]["id"],
+    )
+    return page
+
+
+def _create_in(
+    ctx: ServerContext, session: Session, experiment: Any, body: ObservationCreate
+) -> tuple[dict[str, Any], Observation | None]:
+    """(response, the new row or None for an identical retry) inside the caller's transaction,
+    which holds the experiment's lock."""
+    experiment_id = experiment.id
+    if (body.suggestion is None) == (body.assignments is None):
+        raise bad_request(
+            "Must provide exactly one of `suggestion`, `assignments` in: "
+            f"{short_json(body.model_dump(exclude_unset=True))}"
         )
-        return observation_json(observation)
+    if experiment.state == "deleted":
+        raise bad_request(f"Cannot create observations for deleted experiment {experiment_id}")
+    metrics = json.loads(experiment.metrics_json)
+    values = _outcome(metrics, body, bool(body.failed))
+    metadata_json = dumps(body.metadata)
+    values_json = dumps(values) or "[]"
+    close = False
+    if body.suggestion is not None:
+        found = suggestion_and_its_observation(session, experiment_id, body.suggestion)
+        if found is None:
+            raise bad_request(f"No suggestion: {body.suggestion} for experiment: {experiment_id}")
+        existing = (
+            None
+            if found.observation_id is None
+            else observation_in(session, experiment_id, found.observation_id)
+        )
+        if existing is not None:
+            return _existing_or_conflict(
+                existing, bool(body.failed), values_json, metadata_json
+            ), None
+        assignments_json = found.assignments_json
+        close = not found.closed
+    else:
+        params = json.loads(experiment.parameters_json)
+        assignments_json = dumps(validated_assignments(body.assignments or {}, params)) or "{}"
+    now = ctx.now()
+    row = {
+        "experiment_id": experiment_id,
+        "suggestion_id": body.suggestion,
+        "assignments_json": assignments_json,
+        "values_json": values_json,
+        "objective_value": _objective_value(metrics, values),
+        "failed": bool(body.failed),
+        "metadata_json": metadata_json,
+        "created": now,
+        "updated": now,
+        "deleted": False,
+    }
+    # Plain INSERT/UPDATE statements: the ORM unit of work costs more CPU than the SQL.
+    observation = Observation(id=insert_observation(session, row), **row)
+    if close and body.suggestion is not None:
+        close_suggestion(session, body.suggestion)
+    return observation_json(observation), observation
 
 
 def _existing_or_conflict(

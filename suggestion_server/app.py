@@ -23,6 +23,7 @@ from suggestion_server.routes import (
     experiments,
     health,
     observations,
+    queued_suggestions,
     suggestions,
 )
 from suggestion_server.routes.common import reject_nul_in_query
@@ -141,7 +142,14 @@ def create_app(
     install_error_handlers(app)
     if hot_writes:
         app.add_middleware(HotWrites)
-    for module in (health, experiments, suggestions, observations, best_assignments):
+    for module in (
+        health,
+        experiments,
+        suggestions,
+        queued_suggestions,
+        observations,
+        best_assignments,
+    ):
         app.include_router(module.router)
     app.include_router(web_router)
     _install_openapi(app)

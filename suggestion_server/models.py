@@ -76,6 +76,19 @@ class Suggestion(Base):
     )
 
 
+class QueuedSuggestion(Base):
+    """Assignments queued by a user; the next suggestion created for the experiment takes the
+    oldest one (and deletes it) instead of asking the engine."""
+
+    __tablename__ = "queued_suggestions"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(Id, ForeignKey("experiments.id"))
+    assignments_json: Mapped[str] = mapped_column(Text)
+    created: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_queued_suggestions_experiment", "experiment_id", "id"),)
+
+
 class Observation(Base):
     """An observation; ``values_json`` is the rendered ``values`` list (empty when failed)."""
 

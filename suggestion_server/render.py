@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from suggestion_server.models import Experiment, Observation, Suggestion
+from suggestion_server.models import Experiment, Observation, QueuedSuggestion, Suggestion
 from suggestion_server.store import Page, ProgressRows, loads
 
 
@@ -20,6 +20,17 @@ def suggestion_json(row: Suggestion | Any, *, just_created: bool = False) -> dic
         "state": "closed" if row.closed else "open",
         "created": row.created,
         "deleted": None if just_created else row.deleted,
+    }
+
+
+def queued_suggestion_json(row: QueuedSuggestion) -> dict[str, Any]:
+    """A queued suggestion."""
+    return {
+        "object": "queued_suggestion",
+        "id": str(row.id),
+        "experiment": str(row.experiment_id),
+        "assignments": json.loads(row.assignments_json),
+        "created": row.created,
     }
 
 

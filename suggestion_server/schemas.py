@@ -168,6 +168,13 @@ class SuggestionCreate(_Lenient):
     assignments: Assignments | None = None
 
 
+class QueuedSuggestionCreate(_Strict):
+    """POST /v1/experiments/{id}/queued_suggestions: the assignments to serve next."""
+
+    assignments: Assignments
+    task: None = None
+
+
 class SuggestionUpdate(_Lenient):
     """PUT /v1/experiments/{id}/suggestions/{id}: only ``metadata`` is honoured."""
 
@@ -313,6 +320,14 @@ class SuggestionOut(BaseModel):
     deleted: bool | None
 
 
+class QueuedSuggestionOut(BaseModel):
+    object: Literal["queued_suggestion"] = "queued_suggestion"
+    id: str
+    experiment: str
+    assignments: Assignments
+    created: int
+
+
 class BestAssignmentsOut(BaseModel):
     object: Literal["best_assignments"] = "best_assignments"
     id: str
@@ -355,6 +370,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     ObservationCreate,
     ObservationUpdate,
     ObservationBatchCreate,
+    QueuedSuggestionCreate,
 )
 
 # ----- turning pydantic errors into wire messages ---------------------------------------------

@@ -23,12 +23,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from suggestion_server.errors import not_found
-from suggestion_server.models import Experiment, Observation, Suggestion
+from suggestion_server.models import Experiment, Observation, QueuedSuggestion, Suggestion
 from suggestion_server.paging import PageRequest, paging_markers
 from suggestion_server.schemas import MAX_ID
 from suggestion_server.suggest.api import ObservationRow, OpenSuggestionRow
 
-Row = TypeVar("Row", Experiment, Suggestion, Observation)
+Row = TypeVar("Row", Experiment, Suggestion, Observation, QueuedSuggestion)
 
 
 def loads(text_value: str | None) -> Any:

@@ -21,6 +21,7 @@ from suggestion_server.models import Suggestion
 from suggestion_server.paging import PageRequest
 from suggestion_server.render import pagination_json, suggestion_json
 from suggestion_server.schemas import SuggestionCreate, SuggestionUpdate
+from suggestion_server.services.queued_suggestions import take_queued_assignments
 from suggestion_server.store import (
     SqlRowSource,
     client_suggestion,
@@ -61,14 +62,19 @@ def _engine_assignments(
 def create_suggestion(
     ctx: ServerContext, client_id: int, experiment_id: int, body: SuggestionCreate
 ) -> dict[str, Any]:
-    """A new open suggestion: from the engine, or exactly ``assignments`` (manual)."""
+    """A new open suggestion: exactly ``assignments`` (manual), else the oldest queued
+    suggestion's, else the engine's."""
     with ctx.store.write() as session:
         experiment = experiment_row_for_client(session, client_id, experiment_id, lock=True)
         if experiment.state == "deleted":
             raise bad_request(f"Cannot create suggestions for deleted experiment {experiment_id}")
-        manual = None
+        params = json.loads(experiment.parameters_json)
+        queued = None
+        if body.assignments is None:
+            queued = take_queued_assignments(session, experiment.id, params)
+        manual = queued
         if body.assignments is not None:
-            manual = validated_assignments(body.assignments, json.loads(experiment.parameters_json))
+            manual = validated_assignments(body.assignments, params)
         suggestion = Suggestion(
             experiment_id=experiment.id,
             assignments_json=dumps(manual or {}),
@@ -84,10 +90,11 @@ def create_suggestion(
             suggestion.assignments_json = dumps(assignments) or "{}"
             session.flush()
         log.info(
-            "suggestion created experiment=%s suggestion=%s manual=%s instance_id=%s",
+            "suggestion created experiment=%s suggestion=%s manual=%s queued=%s instance_id=%s",
             experiment.id,
             suggestion.id,
-            manual is not None,
+            body.assignments is not None,
+            queued is not None,
             (body.metadata or {}).get("instance_id"),
         )
         return suggestion_json(suggestion, just_created=True)

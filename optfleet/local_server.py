@@ -23,6 +23,39 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_command(db_url: str, port: int, workers: int = 1) -> list[str]:
+    """The argv that serves ``db_url`` on 127.0.0.1:``port`` with this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "suggestion_server",
+        "--db",
+        db_url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *(["--workers", str(workers)] if workers > 1 else []),
+    ]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float) -> None:
+    """Poll ``url``/health until it answers 200; raise with the log's tail if the process
+    exits first, or after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"suggestion server exited with {proc.returncode}:\n{tail}")
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"suggestion server not healthy after {timeout_s:.0f} s (log {log_path})")
+
+
 class LocalServer:
     """`python -m suggestion_server` on SQLite in its own temporary directory.
 
@@ -50,39 +83,17 @@ class LocalServer:
         env = {**os.environ, "OPTFLEET_BOOTSTRAP_TOKEN": self.token}
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
-                [
-                    sys.executable,
-                    "-m",
-                    "suggestion_server",
-                    "--db",
-                    self.db_url,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
+                server_command(self.db_url, self.port),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-1500:]
-                raise RuntimeError(
-                    f"suggestion server exited with {self._proc.returncode}:\n{tail}"
-                )
-            try:
-                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(
-            f"suggestion server not healthy after {timeout_s:.0f} s (log {self.log_path})"
-        )
+        try:
+            wait_healthy(self.url, self._proc, self.log_path, timeout_s)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def detach(self) -> None:
         """Keep the server running when this object is stopped or the program exits."""

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Callable
 
+from optfleet.local_server import free_loopback_port
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# A TCP port on 127.0.0.1 that was free a moment ago.
+free_port = free_loopback_port
 
 
 def wait_until(

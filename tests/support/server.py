@@ -6,14 +6,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from types import TracebackType
 
-import requests
-
-from tests.support.ports import free_port, wait_until
+from optfleet.local_server import server_command, wait_healthy
+from tests.support.ports import free_port
 
 
 class RunningServer:
@@ -60,39 +58,14 @@ class RunningServer:
     def _launch(self) -> None:
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "suggestion_server",
-                    "--db",
-                    self.db_url,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    *(["--workers", str(self.workers)] if self.workers > 1 else []),
-                ],
+                server_command(self.db_url, self.port, self.workers),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._env,
                 # Its own process group, so that kill() also reaches the worker processes.
                 start_new_session=self.workers > 1,
             )
-        wait_until(
-            self._healthy,
-            timeout_s=60,
-            what=f"suggestion server on {self.url} (log {self.log_path})",
-        )
-
-    def _healthy(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(
-                f"server exited with {self._proc.returncode}: {self.log_text()[-2000:]}"
-            )
-        try:
-            return requests.get(f"{self.url}/health", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
+        wait_healthy(self.url, self._proc, self.log_path, timeout_s=60)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")

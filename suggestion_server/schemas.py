@@ -328,6 +328,11 @@ class QueuedSuggestionOut(BaseModel):
     created: int
 
 
+class BestPracticesOut(BaseModel):
+    object: Literal["best_practices"] = "best_practices"
+    violations: list[str]
+
+
 class BestAssignmentsOut(BaseModel):
     object: Literal["best_assignments"] = "best_assignments"
     id: str

@@ -1,4 +1,4 @@
-"""/v1/experiments/{id}/best_assignments"""
+"""/v1/experiments/{id}/best_assignments and /best_practices"""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from suggestion_server.routes.common import (
     path_id,
     render,
 )
-from suggestion_server.schemas import BestAssignmentsOut, PaginationOut
+from suggestion_server.schemas import BestAssignmentsOut, BestPracticesOut, PaginationOut
 from suggestion_server.services.best_assignments import best_assignments
+from suggestion_server.services.best_practices import best_practices
 
 router = APIRouter(prefix="/v1/experiments/{experiment_id}", tags=["best_assignments"])
 
@@ -38,3 +39,12 @@ def fetch_best_assignments(
     """The best observation (one optimized metric) or the Pareto front (two)."""
     page = paging(limit, before, after)
     return render(request, best_assignments(ctx, client_id, path_id(experiment_id), page), fields)
+
+
+@router.get("/best_practices", responses=ok(BestPracticesOut))
+def fetch_best_practices(
+    request: Request, ctx: Ctx, client_id: ClientId, experiment_id: IdPath, fields: Fields = None
+) -> Response:
+    """What in the set-up or state works against the optimization (open suggestions beyond
+    ``parallel_bandwidth``, a high failure rate, a small ``observation_budget``)."""
+    return render(request, best_practices(ctx, client_id, path_id(experiment_id)), fields)

@@ -54,13 +54,41 @@ def error_response(status: int, message: str, **extra: Any) -> Response:
     )
 
 
+# SQLite: another writer holds the file too long, or the file cannot be used right now.
+SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "database is busy",
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
+)
+# PostgreSQL SQLSTATE classes: connection exception, insufficient resources (too many
+# connections), serialization failure / deadlock; and shutdown / starting up (57P01-57P03).
+POSTGRES_UNAVAILABLE_CLASSES = ("08", "53", "40")
+
+
+def _database_unavailable(exc: SQLAlchemyError) -> bool:
+    """A failure a retry can cure; schema or SQL bugs (also ``OperationalError``s) are not."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if hasattr(orig, "sqlstate"):  # psycopg; no SQLSTATE when the connection itself failed
+        state: str | None = getattr(orig, "sqlstate", None)
+        if state is None:
+            return isinstance(exc, OperationalError)
+        return state[:2] in POSTGRES_UNAVAILABLE_CLASSES or state in ("57P01", "57P02", "57P03")
+    text = str(orig).lower()
+    return isinstance(exc, OperationalError) and any(s in text for s in SQLITE_UNAVAILABLE)
+
+
 def database_error_response(method: str, path: str, exc: SQLAlchemyError) -> Response:
     """A database that is down, restarting or out of connections is a retryable 503; any other
     database error is a bug (500). Both are logged with the cause, which the client never sees."""
-    unavailable = isinstance(exc, (OperationalError, PoolTimeoutError)) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
-    if unavailable:
+    if _database_unavailable(exc):
         log.warning("database unavailable on %s %s: %s", method, path, str(exc).splitlines()[0])
         response = error_response(503, DATABASE_UNAVAILABLE_MESSAGE)
         response.headers["Retry-After"] = str(RETRY_AFTER_S)

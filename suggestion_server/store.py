@@ -101,7 +101,7 @@ _SUGGESTION_AND_ITS_OBSERVATION = (
     .order_by(_OBSERVATIONS.c.id)
     .limit(1)
 )
-_SET_CLIENT_SUGGESTION_METADATA = (
+_SET_CLIENT_SUGGESTION_METADATA_ONLY = (
     update(_SUGGESTIONS)
     .where(
         _SUGGESTIONS.c.id == bindparam("sid"),
@@ -112,8 +112,8 @@ _SET_CLIENT_SUGGESTION_METADATA = (
         .correlate(),
     )
     .values(metadata_json=bindparam("metadata"))
-    .returning(*_SUGGESTIONS.c)
 )
+_SET_CLIENT_SUGGESTION_METADATA = _SET_CLIENT_SUGGESTION_METADATA_ONLY.returning(*_SUGGESTIONS.c)
 
 
 _EXPERIMENT_ROW = select(_EXPERIMENTS).where(
@@ -216,13 +216,13 @@ def set_client_suggestion_metadata(
     """
     if not (0 < experiment_id <= MAX_ID and 0 < suggestion_id <= MAX_ID):
         raise not_found()
-    params = {
-        "sid": suggestion_id,
-        "eid": experiment_id,
-        "cid": client_id,
-        "metadata": metadata_json,
-    }
-    row = connection.execute(_SET_CLIENT_SUGGESTION_METADATA, params).first()
+    params = {"sid": suggestion_id, "eid": experiment_id, "cid": client_id}
+    values = {**params, "metadata": metadata_json}
+    if connection.dialect.update_returning:
+        row = connection.execute(_SET_CLIENT_SUGGESTION_METADATA, values).first()
+    else:  # SQLite before 3.35 has no RETURNING; its write transaction is serialized anyway
+        changed = connection.execute(_SET_CLIENT_SUGGESTION_METADATA_ONLY, values).rowcount
+        row = connection.execute(_CLIENT_SUGGESTION, params).first() if changed else None
     if row is None:
         raise not_found()
     return row

@@ -73,9 +73,10 @@ def fetch_queued_suggestion(
 def delete_queued_suggestions(
     ctx: ServerContext, client_id: int, experiment_id: int, queued_id: int | None
 ) -> None:
-    """Remove one queued suggestion, or (``queued_id`` None) all of the experiment's."""
+    """Remove one queued suggestion, or (``queued_id`` None) all of the experiment's. Under the
+    experiment's lock, as suggestion creation takes them: a removed one is never served."""
     with ctx.store.write() as session:
-        experiment_row_for_client(session, client_id, experiment_id)
+        experiment_row_for_client(session, client_id, experiment_id, lock=True)
         if queued_id is None:
             session.execute(
                 delete(QueuedSuggestion).where(QueuedSuggestion.experiment_id == experiment_id)

@@ -117,6 +117,7 @@ class ControlPlane(Construct):
             db_secret_arn=(
                 self.database.secret.secret_arn if self.database and self.database.secret else ""
             ),
+            db_pool_size=settings.db_pool_size,
         )
         self.launch_template = self._launch_template(ec2.UserData.custom(script))
         group_subnets = subnets if settings.is_ha else subnets[:1]

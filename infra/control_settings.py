@@ -101,6 +101,14 @@ class ControlSettings:
         return self.size == "ha"
 
     @property
+    def db_pool_size(self) -> int:
+        """Database connections per server (``--db-pool-size``). On RDS all servers together,
+        at 1.5x this at peaks, stay within ~75 connections, under the smallest class's limit."""
+        if not self.is_ha:
+            return 32
+        return max(4, min(32, 50 // self.server_count))
+
+    @property
     def public(self) -> bool:
         """A public HTTPS endpoint (internet-facing ALB, port 443) was asked for."""
         return self.domain is not None

@@ -36,6 +36,7 @@ def render_control_user_data(
     data_volume_id: str = "",
     interface_id: str = "",
     db_secret_arn: str = "",
+    db_pool_size: int = 32,
 ) -> str:
     """Return the whole bash boot script of a control-plane server instance."""
     variables = (
@@ -49,6 +50,7 @@ def render_control_user_data(
         ("DATA_VOLUME_ID", data_volume_id),
         ("INTERFACE_ID", interface_id),
         ("DB_SECRET_ARN", db_secret_arn),
+        ("DB_POOL_SIZE", str(db_pool_size)),
     )
     lines = [HEADER.format(size=size, python=SERVER_PYTHON)]
     lines += [f"{name}={shlex.quote(value)}" for name, value in variables]

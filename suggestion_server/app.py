@@ -14,7 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from suggestion_server.auth import TokenCache
 from suggestion_server.context import ServerContext
-from suggestion_server.db import Store, make_engine
+from suggestion_server.db import DB_POOL_SIZE, Store, make_engine
 from suggestion_server.errors import install_error_handlers
 from suggestion_server.hot_writes import HotWrites
 from suggestion_server.migrate import upgrade_to_head
@@ -36,6 +36,7 @@ log = logging.getLogger("suggestion_server")
 
 # How ``--workers N`` hands the database URL to the worker processes.
 DB_URL_ENV = "OPTFLEET_DB_URL"
+DB_POOL_SIZE_ENV = "OPTFLEET_DB_POOL_SIZE"
 LOG_LEVEL_ENV = "OPTFLEET_LOG_LEVEL"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -98,7 +99,8 @@ def app_from_environment() -> FastAPI:
         raise RuntimeError(f"{DB_URL_ENV} is not set: start workers with `--workers N`")
     # A spawned worker does not inherit the parent's logging set-up.
     logging.basicConfig(level=os.environ.get(LOG_LEVEL_ENV, "INFO"), format=LOG_FORMAT)
-    return create_app(db_url, prepared=True)
+    pool_size = int(os.environ.get(DB_POOL_SIZE_ENV, DB_POOL_SIZE))
+    return create_app(db_url, prepared=True, db_pool_size=pool_size)
 
 
 def create_app(
@@ -109,13 +111,15 @@ def create_app(
     *,
     prepared: bool = False,
     hot_writes: bool = True,
+    db_pool_size: int = DB_POOL_SIZE,
 ) -> FastAPI:
     """Build the app: migrate the database, register ``bootstrap_token`` (idempotent).
 
     ``prepared`` skips both (``prepare_database`` already ran in a parent process);
-    ``hot_writes=False`` leaves the two hot writes to their FastAPI routes (parity tests).
+    ``hot_writes=False`` leaves the two hot writes to their FastAPI routes (parity tests);
+    ``db_pool_size`` is the database connections this process keeps.
     """
-    store = Store(make_engine(db_url))
+    store = Store(make_engine(db_url, db_pool_size))
     if not prepared:
         upgrade_to_head(store.engine)
         if bootstrap_token:

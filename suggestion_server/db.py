@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from suggestion_server.config import normalize_db_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Pooled connections per server process (``--db-pool-size``).
+DB_POOL_SIZE = 32
 # A pooled PostgreSQL connection idle for longer than this is pinged before use.
 PING_IF_IDLE_S = 2.0
 
@@ -50,22 +52,24 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if _begin_immediate.get() else "BEGIN")
 
 
-def make_engine(db_url: str) -> Engine:
-    """Create the SQLAlchemy engine for ``db_url`` with the pool sized for concurrent writers."""
+def make_engine(db_url: str, pool_size: int = DB_POOL_SIZE) -> Engine:
+    """Create the SQLAlchemy engine for ``db_url``; the pool keeps ``pool_size`` connections
+    (one per concurrent request: overflow connections are closed on check-in, and re-opening
+    them under load costs more than the request) and opens up to half as many more at peaks."""
     url = normalize_db_url(db_url)
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=32,
-            max_overflow=32,
+            pool_size=pool_size,
+            max_overflow=pool_size,
             pool_timeout=60,
         )
         _configure_sqlite(engine)
         return engine
-    # One connection per concurrent request: overflow connections are closed on check-in, and
-    # re-connecting under load costs more than the request.
-    engine = create_engine(url, pool_size=32, max_overflow=16, pool_timeout=60)
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=max(pool_size // 2, 1), pool_timeout=60
+    )
     _ping_idle_connections(engine)
     return engine
 
@@ -138,7 +142,8 @@ class Store:
             with self.write() as session:
                 yield session.connection()
             return
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        with self.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
             yield connection
 
     def dispose(self) -> None:

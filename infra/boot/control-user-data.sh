@@ -82,7 +82,7 @@ $requires_mount
 Type=simple
 User=$SERVER_USER
 EnvironmentFile=$env_file
-ExecStart=$base_path/server-venv/bin/python -m infra.runtime.control_server --host 0.0.0.0 --port $API_PORT
+ExecStart=$base_path/server-venv/bin/python -m infra.runtime.control_server --host 0.0.0.0 --port $API_PORT --db-pool-size $DB_POOL_SIZE
 WorkingDirectory=$data_dir
 Environment=HOME=$data_dir
 Restart=always

@@ -253,6 +253,8 @@ def test_ha_runs_two_servers_over_an_encrypted_protected_backed_up_database(
     assert len(db_secret) == 1
     script = _user_data(ha).replace("'", "")
     assert "DB_SECRET_ARN=<" in script and "DB_SECRET_ARN=\n" not in script
+    # Two servers share the database's connections: 2 x 1.5 x 25 stays under db.t4g.micro's ~80.
+    assert "DB_POOL_SIZE=25\n" in script
     assert ha.resources("AWS::EC2::Volume") == {}
     db_rules = [r for r in _ingress(ha) if r["FromPort"] == 5432]
     assert len(db_rules) == 1 and "SourceSecurityGroupId" in db_rules[0]

@@ -162,7 +162,7 @@ def test_server_unit(installed: dict[str, Any]) -> None:
     assert "EnvironmentFile=/etc/optfleet/server.env" in unit
     assert (
         "ExecStart=/opt/optfleet/server-venv/bin/python -m infra.runtime.control_server "
-        "--host 0.0.0.0 --port 8080" in unit
+        "--host 0.0.0.0 --port 8080 --db-pool-size 32" in unit
     )
     assert "RequiresMountsFor=/var/lib/optfleet-server" in unit
     assert "User=optfleet-server" in unit

@@ -195,6 +195,11 @@ def _validate(raw: Mapping[str, Any], origin: Mapping[str, Path], cwd: Path) -> 
         raise SettingsError(
             "when_done", f"expected one of {', '.join(WHEN_DONE_CHOICES)}; got {when_done!r}"
         )
+    if when_done == "stop" and spot_percentage > 0:
+        # The group's Spot instances come from one-time requests, which EC2 cannot stop.
+        raise SettingsError(
+            "when_done", "'stop' cannot stop Spot instances; use 'terminate' with spot_percentage"
+        )
 
     control = _optional_match(
         "control",

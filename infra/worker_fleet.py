@@ -345,17 +345,17 @@ class WorkerFleet(Construct):
         )
         # terminate: leave the group, shrinking it; stop: enter Standby first (shrinking it) so
         # that the group does not replace the stopped instance.
-        group_action = (
-            "autoscaling:TerminateInstanceInAutoScalingGroup"
+        group_actions = (
+            ["autoscaling:TerminateInstanceInAutoScalingGroup"]
             if action == "terminate"
-            else "autoscaling:EnterStandby"
+            else ["autoscaling:EnterStandby", "autoscaling:ExitStandby"]  # exit: the stop failed
         )
         statements = [
             # Describe* calls take no resource-level permissions in Auto Scaling.
             iam.PolicyStatement(
                 actions=["autoscaling:DescribeAutoScalingInstances"], resources=["*"]
             ),
-            iam.PolicyStatement(actions=[group_action], resources=[group_arn]),
+            iam.PolicyStatement(actions=group_actions, resources=[group_arn]),
         ]
         if action == "stop":
             instance_arn = stack.format_arn(service="ec2", resource="instance", resource_name="*")

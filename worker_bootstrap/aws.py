@@ -117,14 +117,21 @@ def stop_instance(instance_id: str, region: Optional[str]) -> str:
 
     In an Auto Scaling group a stopped instance fails its health check and is replaced by a new
     one, which finds the experiment done and stops too, and so on. So the instance first enters
-    Standby (not health-checked, the desired capacity decremented), then stops.
+    Standby (not health-checked, the desired capacity decremented), then stops; if the stop
+    fails it leaves Standby again, so the group is as before.
     """
     autoscaling = _client("autoscaling", region)
-    standby = ""
+    group = ""
     try:
         found: List[Dict[str, Any]] = autoscaling.describe_auto_scaling_instances(
             InstanceIds=[instance_id]
         ).get("AutoScalingInstances", [])
+    except Exception as exc:  # e.g. no permission outside optfleet's stacks: stop as asked
+        found = []
+        unknown = f" (auto scaling group unknown: {type(exc).__name__})"
+    else:
+        unknown = ""
+    try:
         if found and found[0].get("LifecycleState") == "InService":
             group = str(found[0].get("AutoScalingGroupName"))
             autoscaling.enter_standby(
@@ -132,14 +139,22 @@ def stop_instance(instance_id: str, region: Optional[str]) -> str:
                 AutoScalingGroupName=group,
                 ShouldDecrementDesiredCapacity=True,
             )
-            standby = f" (standby in auto scaling group {group})"
     except Exception as exc:
         raise AwsError(f"standby of {instance_id}: {type(exc).__name__}: {exc}") from None
     try:
         _client("ec2", region).stop_instances(InstanceIds=[instance_id])
     except Exception as exc:
-        raise AwsError(f"ec2:StopInstances {instance_id}: {type(exc).__name__}: {exc}") from None
-    return "stopped" + standby
+        failure = f"ec2:StopInstances {instance_id}: {type(exc).__name__}: {exc}"
+        if group:
+            try:
+                autoscaling.exit_standby(InstanceIds=[instance_id], AutoScalingGroupName=group)
+                failure += f"; left standby in {group} again"
+            except Exception as undo:
+                failure += f"; still in standby in {group}: {type(undo).__name__}: {undo}"
+        raise AwsError(failure) from None
+    if group:
+        return f"stopped (standby in auto scaling group {group})"
+    return "stopped" + unknown
 
 
 def terminate_instance(instance_id: str, region: Optional[str]) -> str:

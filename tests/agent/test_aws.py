@@ -280,3 +280,29 @@ def test_ec2_unreachable_falls_back_to_leases(server: RunningServer, api: Api,
         assert agent.run(timeout=120) == 0, agent.output()
     assert "ec2:DescribeInstances failed" in agent.events("orphan_scan_fallback")[0]["error"]
     assert api.observations_per_suggestion(eid) == {str(orphan["id"]): 1}
+
+
+def test_when_done_stop_that_fails_leaves_the_group_as_it_was(
+    moto: str, server: RunningServer, api: Api, workdir: Path
+) -> None:
+    """StopInstances unreachable (EC2's endpoint refuses connections; Auto Scaling's works):
+    the agent takes the instance out of Standby again and reports drain_failed, so the group's
+    capacity is what it was."""
+    group, me = group_of_two(moto)
+    eid = api.create_experiment(budget=1)
+    env = {
+        **aws_env(moto),
+        "AWS_ENDPOINT_URL_EC2": f"http://127.0.0.1:{free_port()}",
+        "OPTFLEET_WHEN_DONE": "stop",
+        "OPTFLEET_ADOPT": "false",
+    }
+    with emulator(me) as imds:
+        agent = AgentProcess(server.url, server.token, eid, imds.url, workdir / "a", env=env)
+        assert agent.run() == 0, agent.output()
+    [failed] = agent.events("drain_failed")
+    assert "StopInstances" in failed["error"], failed
+    assert f"left standby in {group} again" in failed["error"], failed
+    after = described_group(moto, group)
+    assert after["DesiredCapacity"] == 2
+    states = {i["InstanceId"]: i["LifecycleState"] for i in after["Instances"]}
+    assert states[me] == "InService"

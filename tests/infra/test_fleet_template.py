@@ -402,7 +402,9 @@ def test_stop_when_done_may_stop_only_this_experiments_instances(arm_fleet: Synt
         }
     }
     # Standby first, so the group neither health-checks nor replaces the stopped instance.
-    (standby,) = [s for s in _statements(arm_fleet) if s["Action"] == "autoscaling:EnterStandby"]
+    (standby,) = [
+        s for s in _statements(arm_fleet) if "autoscaling:EnterStandby" in _as_list(s["Action"])
+    ]
     group_id = next(iter(arm_fleet.resources("AWS::AutoScaling::AutoScalingGroup")))
     assert flatten(standby["Resource"]).endswith(
         f":autoScalingGroup:*:autoScalingGroupName/<{group_id}>"
@@ -411,6 +413,7 @@ def test_stop_when_done_may_stop_only_this_experiments_instances(arm_fleet: Synt
     assert {a for a in actions if a.startswith("autoscaling:")} == {
         "autoscaling:DescribeAutoScalingInstances",
         "autoscaling:EnterStandby",
+        "autoscaling:ExitStandby",
     }
 
 

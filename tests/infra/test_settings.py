@@ -92,6 +92,11 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
         "CloudWatch accepts only",
     ),
     ({"experiment_id": "1", "when_done": "explode"}, "when_done", "stay, stop, terminate"),
+    (
+        {"experiment_id": "1", "spot_percentage": "50", "when_done": "stop"},
+        "when_done",
+        "cannot stop Spot instances",
+    ),
     ({"experiment_id": "1", "vpc_id": "vpc-0123abcd"}, "subnet_ids", "required with vpc_id"),
     ({"experiment_id": "1", "subnet_ids": "subnet-0123abcd"}, "vpc_id", "required with subnet_ids"),
     ({"experiment_id": "1", "api_url": "ftp://x"}, "api_url", "http(s) URL"),

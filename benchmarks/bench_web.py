@@ -26,21 +26,11 @@ import requests
 
 from benchmarks._api import Api, in_parallel, loss_of, random_assignments
 from benchmarks._report import machine_description, markdown_table, median, write_section
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.support.server import RunningServer
 
 BENCH_TOKEN = "bench-web-token"  # noqa: S105 - a throwaway token for a loopback server
 SECTION = "web"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def agent_like_metadata(rng: random.Random, instance: int, failed: bool) -> dict[str, Any]:

@@ -34,9 +34,8 @@ from benchmarks._report import (
     percentile,
     write_section,
 )
-from benchmarks.bench_suggest import backend_urls, fmt
+from benchmarks.bench_suggest import BENCH_TOKEN, backend_urls, fmt
 
-BENCH_TOKEN = "bench-token"  # noqa: S105 - a throwaway token for a loopback server
 SECTION = "writes"
 CLIENTS = 32
 WARM_UP_PER_CLIENT = 4

@@ -196,8 +196,17 @@ def described_group(moto: str, group: str) -> dict[str, Any]:
     return dict(described)
 
 
-def drain(moto: str, server: RunningServer, api: Api, workdir: Path, me: str, when: str) -> Any:
-    """Run an agent on instance ``me`` through a one-evaluation experiment with ``when_done``."""
+def drain(
+    moto: str,
+    server: RunningServer,
+    api: Api,
+    workdir: Path,
+    me: str,
+    when: str,
+    env: dict[str, str] | None = None,
+) -> Any:
+    """Run an agent on instance ``me`` through a one-evaluation experiment with ``when_done``
+    (``env`` added to its environment)."""
     eid = api.create_experiment(budget=1)
     with emulator(me) as imds:
         agent = AgentProcess(
@@ -206,7 +215,12 @@ def drain(moto: str, server: RunningServer, api: Api, workdir: Path, me: str, wh
             eid,
             imds.url,
             workdir / "a",
-            env={**aws_env(moto), "OPTFLEET_WHEN_DONE": when, "OPTFLEET_ADOPT": "false"},
+            env={
+                **aws_env(moto),
+                "OPTFLEET_WHEN_DONE": when,
+                "OPTFLEET_ADOPT": "false",
+                **(env or {}),
+            },
         )
         assert agent.run() == 0, agent.output()
     return agent
@@ -289,16 +303,8 @@ def test_when_done_stop_that_fails_leaves_the_group_as_it_was(
     the agent takes the instance out of Standby again and reports drain_failed, so the group's
     capacity is what it was."""
     group, me = group_of_two(moto)
-    eid = api.create_experiment(budget=1)
-    env = {
-        **aws_env(moto),
-        "AWS_ENDPOINT_URL_EC2": f"http://127.0.0.1:{free_port()}",
-        "OPTFLEET_WHEN_DONE": "stop",
-        "OPTFLEET_ADOPT": "false",
-    }
-    with emulator(me) as imds:
-        agent = AgentProcess(server.url, server.token, eid, imds.url, workdir / "a", env=env)
-        assert agent.run() == 0, agent.output()
+    unreachable = {"AWS_ENDPOINT_URL_EC2": f"http://127.0.0.1:{free_port()}"}
+    agent = drain(moto, server, api, workdir, me, "stop", env=unreachable)
     [failed] = agent.events("drain_failed")
     assert "StopInstances" in failed["error"], failed
     assert f"left standby in {group} again" in failed["error"], failed

@@ -19,23 +19,13 @@ from typing import Any
 import pytest
 
 from tests.agent.helpers import AgentProcess, Api, emulator
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.support.ports import wait_until
 from tests.support.server import RunningServer
 
 TOKEN = "web-suite-token-7d41e0"
 REPO = Path(__file__).resolve().parent.parent.parent
 SCREENSHOTS = REPO / "docs" / "img"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 BUDGET = 16
 STUCK = ("i-0web00000000stk1", "i-0web00000000stk2")
 RUNNERS = {

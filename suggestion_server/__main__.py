@@ -19,8 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--db``, ``--host``, ``--port``, ``--log-level``, ``--access-log``, ``--workers`` (shared
-    with the CLI)."""
+    """``--db``, ``--host``, ``--port``, ``--log-level``, ``--access-log``, ``--workers``,
+    ``--seed``, ``--db-pool-size`` (shared with the CLI)."""
     parser.add_argument(
         "--db", default=None, help="database URL (default: ~/.optfleet/optfleet.db)"
     )
@@ -34,6 +34,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="server processes sharing the port (default 1); per-experiment guarantees live in "
         "the database, so several are safe",
+    )
+    parser.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=None,
+        help="fix the suggestion engine's randomness so a run can be replayed (default: fresh "
+        "randomness); each process and each experiment derive their own seed from it",
     )
     parser.add_argument(
         "--db-pool-size",
@@ -54,6 +61,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32-1, got {text!r}")
+    return value
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     import uvicorn
@@ -62,7 +79,9 @@ def serve(args: argparse.Namespace) -> int:
         DB_POOL_SIZE_ENV,
         DB_URL_ENV,
         LOG_LEVEL_ENV,
+        SEED_ENV,
         create_app,
+        default_suggester,
         prepare_database,
     )
     from suggestion_server.http_protocol import PROTOCOL
@@ -82,8 +101,14 @@ def serve(args: argparse.Namespace) -> int:
     }
     workers = getattr(args, "workers", 1)
     pool_size = getattr(args, "db_pool_size", 32)
+    seed = getattr(args, "seed", None)
     if workers == 1:
-        app = create_app(db_url, bootstrap_token=bootstrap_token, db_pool_size=pool_size)
+        app = create_app(
+            db_url,
+            bootstrap_token=bootstrap_token,
+            db_pool_size=pool_size,
+            suggester=default_suggester(seed),
+        )
         uvicorn.run(app, **options)
         return 0
     # Several processes: migrate once here, then uvicorn spawns workers that each build the app
@@ -92,6 +117,8 @@ def serve(args: argparse.Namespace) -> int:
     os.environ[DB_URL_ENV] = db_url
     os.environ[LOG_LEVEL_ENV] = args.log_level.upper()
     os.environ[DB_POOL_SIZE_ENV] = str(pool_size)
+    if seed is not None:
+        os.environ[SEED_ENV] = str(seed)
     uvicorn.run(
         "suggestion_server.app:app_from_environment", factory=True, workers=workers, **options
     )

@@ -38,17 +38,18 @@ log = logging.getLogger("suggestion_server")
 DB_URL_ENV = "OPTFLEET_DB_URL"
 DB_POOL_SIZE_ENV = "OPTFLEET_DB_POOL_SIZE"
 LOG_LEVEL_ENV = "OPTFLEET_LOG_LEVEL"
+SEED_ENV = "OPTFLEET_SEED"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 # Worker threads for the sync endpoints: enough for 32+ concurrent clients.
 THREAD_POOL_SIZE = 64
 
 
-def default_suggester() -> Suggester:
-    """The Optuna engine (imported lazily: it pulls in Optuna)."""
+def default_suggester(seed: int | None = None) -> Suggester:
+    """The engine (imported lazily: it pulls in Optuna); ``seed`` fixes its randomness."""
     from suggestion_server.suggest.engine import OptunaSuggester
 
-    return OptunaSuggester()
+    return OptunaSuggester(seed=seed)
 
 
 def _install_openapi(app: FastAPI) -> None:
@@ -100,7 +101,11 @@ def app_from_environment() -> FastAPI:
     # A spawned worker does not inherit the parent's logging set-up.
     logging.basicConfig(level=os.environ.get(LOG_LEVEL_ENV, "INFO"), format=LOG_FORMAT)
     pool_size = int(os.environ.get(DB_POOL_SIZE_ENV, DB_POOL_SIZE))
-    return create_app(db_url, prepared=True, db_pool_size=pool_size)
+    seed = os.environ.get(SEED_ENV)
+    # Every process gets the same seed; which process serves a request then also decides the
+    # proposal, so an exact replay needs one process (documented with --seed).
+    suggester = default_suggester(int(seed) if seed is not None else None)
+    return create_app(db_url, prepared=True, db_pool_size=pool_size, suggester=suggester)
 
 
 def create_app(

@@ -3,6 +3,7 @@ suggestion engine as a ``SearchSpec``. Also checks assignments against the space
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -11,10 +12,17 @@ from suggestion_server.jsonbody import short_json
 from suggestion_server.schemas import (
     CategoricalValueIn,
     ExperimentCreate,
+    LinearConstraintIn,
     MetricIn,
     ParameterIn,
 )
-from suggestion_server.suggest.api import ParameterSpec, SearchSpec
+from suggestion_server.suggest.api import (
+    ConstraintMetric,
+    LinearConstraint,
+    ParameterSpec,
+    SearchSpec,
+)
+from suggestion_server.suggest.linear_constraints import check_linear_constraints
 from suggestion_server.suggest.space import MAX_GRID_POINTS, validate_spec
 
 MAX_PARAMETERS = 100
@@ -28,6 +36,7 @@ MAX_METRICS = 50
 
 StoredParameter = dict[str, Any]
 StoredMetric = dict[str, Any]
+StoredLinearConstraint = dict[str, Any]
 
 
 def _category_names(values: list[str | CategoricalValueIn], where: str) -> list[str]:
@@ -157,9 +166,31 @@ def validated_metrics(metrics: list[str | MetricIn] | None) -> list[StoredMetric
             f"An experiment needs 1 or {MAX_OPTIMIZED_METRICS} metrics with strategy "
             f'"optimize", got {optimized}'
         )
-    constraints = sum(1 for m in stored if m["strategy"] == "constraint")
-    if constraints > MAX_CONSTRAINT_METRICS:
+    constraints = [m for m in stored if m["strategy"] == "constraint"]
+    if len(constraints) > MAX_CONSTRAINT_METRICS:
         raise bad_request(f"Expected at most {MAX_CONSTRAINT_METRICS} constraint metrics")
+    for constraint in constraints:
+        threshold = constraint["threshold"]
+        if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise bad_request(
+                f"Missing threshold for constraint metric {constraint['name']}: expected a "
+                "finite number"
+            )
+    return stored
+
+
+def validated_linear_constraints(
+    constraints: list[LinearConstraintIn] | None, params: list[StoredParameter]
+) -> list[StoredLinearConstraint]:
+    """The linear constraints to store, or a 400 naming the constraint and what is wrong."""
+    stored: list[StoredLinearConstraint] = []
+    for index, c in enumerate(constraints or []):
+        if not math.isfinite(c.threshold) or not all(math.isfinite(t.weight) for t in c.terms):
+            raise bad_request(
+                f"Invalid linear_constraints[{index}]: threshold and weights must be finite"
+            )
+        terms = [{"name": t.name, "weight": t.weight} for t in c.terms]
+        stored.append({"type": c.type, "threshold": c.threshold, "terms": terms})
     return stored
 
 
@@ -171,7 +202,7 @@ def check_positive_int(value: int | None, field: str) -> None:
 
 def check_unsupported_features(body: ExperimentCreate) -> None:
     """A 400 for the wire's features this server does not implement."""
-    for field in ("conditionals", "linear_constraints", "tasks"):
+    for field in ("conditionals", "tasks"):
         if getattr(body, field):
             raise bad_request(f"{field} are not supported by this server")
     if body.runs_only:
@@ -186,6 +217,7 @@ def check_searchable(spec: SearchSpec) -> None:
     """A 400 unless the engine can search ``spec`` (its own checks, plus the grid's size)."""
     try:
         validate_spec(spec)
+        check_linear_constraints(spec.parameters, spec.linear_constraints)
     except ValueError as exc:
         raise bad_request(f"Invalid experiment: {exc}") from None
     if spec.kind != "grid":
@@ -204,6 +236,17 @@ def check_searchable(spec: SearchSpec) -> None:
         )
 
 
+def linear_constraints_of(experiment: Any) -> list[StoredLinearConstraint]:
+    """An experiment row's stored linear constraints (none: an empty list)."""
+    text = experiment.linear_constraints_json
+    return list(json.loads(text)) if text else []
+
+
+def engine_metrics(metrics: list[StoredMetric]) -> list[StoredMetric]:
+    """The metrics the engine reads from observations: optimized and constraint ones."""
+    return [m for m in metrics if m["strategy"] in ("optimize", "constraint")]
+
+
 def optimized_metrics(metrics: list[StoredMetric]) -> list[StoredMetric]:
     """The metrics with strategy ``optimize``, in the experiment's order."""
     return [m for m in metrics if m["strategy"] == "optimize"]
@@ -215,7 +258,11 @@ def metric_key(name: str | None) -> str:
 
 
 def search_spec(
-    experiment_id: int, kind: str, params: list[StoredParameter], metrics: list[StoredMetric]
+    experiment_id: int,
+    kind: str,
+    params: list[StoredParameter],
+    metrics: list[StoredMetric],
+    linear_constraints: list[StoredLinearConstraint] | None = None,
 ) -> SearchSpec:
     """The engine's view of an experiment."""
     specs = []
@@ -238,6 +285,19 @@ def search_spec(
         parameters=tuple(specs),
         metric_names=tuple(metric_key(m["name"]) for m in opt),
         directions=tuple(m["objective"] for m in opt),
+        constraint_metrics=tuple(
+            ConstraintMetric(metric_key(m["name"]), m["objective"], float(m["threshold"]))
+            for m in metrics
+            if m["strategy"] == "constraint" and m["threshold"] is not None
+        ),
+        linear_constraints=tuple(
+            LinearConstraint(
+                c["type"],
+                float(c["threshold"]),
+                tuple((t["name"], float(t["weight"])) for t in c["terms"]),
+            )
+            for c in linear_constraints or []
+        ),
     )
 
 

@@ -55,6 +55,7 @@ class Experiment(Base):
     observation_budget: Mapped[int | None] = mapped_column(Integer, nullable=True)
     parallel_bandwidth: Mapped[int | None] = mapped_column(Integer, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
+    linear_constraints_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_experiments_client_id", "client_id", "id"),)
 

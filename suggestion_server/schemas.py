@@ -102,6 +102,23 @@ class MetricIn(_Strict):
     object: Literal["metric"] | None = None
 
 
+class LinearConstraintTermIn(_Strict):
+    """One term of a linear constraint: ``weight`` times the value of parameter ``name``."""
+
+    name: str
+    weight: float
+    object: Literal["constraint_term"] | None = None
+
+
+class LinearConstraintIn(_Strict):
+    """``sum(weight * value) >= threshold`` (greater_than) or ``<=`` (less_than)."""
+
+    type: Literal["greater_than", "less_than"]
+    threshold: float
+    terms: list[LinearConstraintTermIn] = Field(min_length=1)
+    object: Literal["linear_constraint"] | None = None
+
+
 class ExperimentCreate(_Strict):
     """POST /v1/experiments."""
 
@@ -114,7 +131,7 @@ class ExperimentCreate(_Strict):
     metadata: Metadata = None
     project: str | None = None
     conditionals: list[Any] | None = None
-    linear_constraints: list[Any] | None = None
+    linear_constraints: list[LinearConstraintIn] | None = None
     num_solutions: int | None = None
     tasks: list[Any] | None = None
     runs_only: bool | None = None

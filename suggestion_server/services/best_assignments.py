@@ -10,7 +10,11 @@ from suggestion_server.experiment_space import optimized_metrics
 from suggestion_server.models import Observation
 from suggestion_server.paging import PageRequest
 from suggestion_server.render import best_assignments_json
-from suggestion_server.services.experiments import progress_for
+from suggestion_server.services.experiments import (
+    constraint_metrics_of,
+    is_feasible,
+    progress_for,
+)
 from suggestion_server.store import experiment_for_client, live_observations
 
 
@@ -54,7 +58,13 @@ def best_assignments(
             best = progress_for(session, [experiment])[experiment.id].best
             rows = [] if best is None else [best]
         else:
-            rows = _pareto_front(list(live_observations(session, experiment.id)), metrics)
+            constraints = constraint_metrics_of(experiment)
+            feasible = [
+                row
+                for row in live_observations(session, experiment.id)
+                if is_feasible(row, constraints)
+            ]
+            rows = _pareto_front(feasible, metrics)
         rows.sort(key=lambda r: r.id, reverse=True)
         data = [best_assignments_json(r) for r in rows[: req.limit]]
         return {

@@ -17,8 +17,10 @@ from suggestion_server.experiment_space import (
     check_positive_int,
     check_searchable,
     check_unsupported_features,
+    linear_constraints_of,
     optimized_metrics,
     search_spec,
+    validated_linear_constraints,
     validated_metrics,
     validated_parameters,
 )
@@ -26,13 +28,62 @@ from suggestion_server.models import Experiment, Observation, Suggestion
 from suggestion_server.paging import PageRequest
 from suggestion_server.render import experiment_json, pagination_json
 from suggestion_server.schemas import ExperimentCreate, ExperimentUpdate, ParameterIn
-from suggestion_server.store import ProgressRows, dumps, experiment_for_client, page_of
+from suggestion_server.store import (
+    ProgressRows,
+    dumps,
+    experiment_for_client,
+    live_observations,
+    page_of,
+)
 
 
 def single_objective(experiment: Experiment) -> str | None:
     """``maximize``/``minimize`` when the experiment has one optimized metric, else None."""
     opt = optimized_metrics(json.loads(experiment.metrics_json))
     return str(opt[0]["objective"]) if len(opt) == 1 else None
+
+
+def constraint_metrics_of(experiment: Experiment) -> list[dict[str, Any]]:
+    """The experiment's metrics with strategy ``constraint``."""
+    return [m for m in json.loads(experiment.metrics_json) if m["strategy"] == "constraint"]
+
+
+def is_feasible(observation: Observation, constraints: list[dict[str, Any]]) -> bool:
+    """Whether a non-failed observation meets every constraint metric's threshold."""
+    values = {v["name"]: v["value"] for v in json.loads(observation.values_json)}
+    for metric in constraints:
+        value = values.get(metric["name"])
+        if value is None:
+            return False
+        if metric["objective"] == "maximize" and value < metric["threshold"]:
+            return False
+        if metric["objective"] == "minimize" and value > metric["threshold"]:
+            return False
+    return True
+
+
+def _best_feasible(session: Session, experiment: Experiment) -> Observation | None:
+    """The best observation among those meeting every constraint metric (oldest on ties).
+
+    A scan of the experiment's observations: only experiments with constraint metrics pay it.
+    """
+    constraints = constraint_metrics_of(experiment)
+    maximize = single_objective(experiment) == "maximize"
+    best: Observation | None = None
+    for row in live_observations(session, experiment.id):
+        if row.failed or row.objective_value is None or not is_feasible(row, constraints):
+            continue
+        if (
+            best is None
+            or best.objective_value is None
+            or (
+                (row.objective_value > best.objective_value)
+                if maximize
+                else (row.objective_value < best.objective_value)
+            )
+        ):
+            best = row
+    return best
 
 
 def progress_for(session: Session, experiments: Sequence[Experiment]) -> dict[int, ProgressRows]:
@@ -103,6 +154,13 @@ def progress_for(session: Session, experiments: Sequence[Experiment]) -> dict[in
         )
         for o in candidates:
             best[o.experiment_id] = o  # descending ids: the oldest one wins
+    for experiment in experiments:
+        if objectives.get(experiment.id) is not None and constraint_metrics_of(experiment):
+            found = _best_feasible(session, experiment)
+            if found is None:
+                best.pop(experiment.id, None)
+            else:
+                best[experiment.id] = found
     result = {}
     for eid in ids:
         count, lo, hi = stats.get(eid, (0, None, None))
@@ -124,7 +182,8 @@ def create_experiment(ctx: ServerContext, client_id: int, body: ExperimentCreate
     metrics = validated_metrics(body.metrics)
     check_positive_int(body.observation_budget, "observation_budget")
     check_positive_int(body.parallel_bandwidth, "parallel_bandwidth")
-    check_searchable(search_spec(0, kind, params, metrics))
+    linear = validated_linear_constraints(body.linear_constraints, params)
+    check_searchable(search_spec(0, kind, params, metrics, linear))
     if len(optimized_metrics(metrics)) > 1 and body.observation_budget is None:
         raise bad_request("observation_budget is required for experiments with 2 optimized metrics")
     now = ctx.now()
@@ -139,6 +198,7 @@ def create_experiment(ctx: ServerContext, client_id: int, body: ExperimentCreate
             metadata_json=dumps(body.metadata),
             parameters_json=dumps(params),
             metrics_json=dumps(metrics),
+            linear_constraints_json=dumps(linear) if linear else None,
             observation_budget=body.observation_budget,
             parallel_bandwidth=body.parallel_bandwidth,
             version=0,
@@ -241,7 +301,13 @@ def update_experiment(
             stored = json.loads(experiment.parameters_json)
             updated = _updated_parameters(stored, body.parameters)
             if updated != stored:
-                spec = search_spec(experiment.id, experiment.type, updated, metrics)
+                spec = search_spec(
+                    experiment.id,
+                    experiment.type,
+                    updated,
+                    metrics,
+                    linear_constraints_of(experiment),
+                )
                 check_searchable(spec)
                 experiment.parameters_json = dumps(updated) or "[]"
                 experiment.version += 1

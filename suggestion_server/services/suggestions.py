@@ -11,8 +11,9 @@ from sqlalchemy import ColumnElement, update
 from suggestion_server.context import ServerContext
 from suggestion_server.errors import bad_request
 from suggestion_server.experiment_space import (
+    engine_metrics,
+    linear_constraints_of,
     metric_key,
-    optimized_metrics,
     rendered_assignments,
     search_spec,
     validated_assignments,
@@ -47,8 +48,10 @@ def _engine_assignments(
 ) -> dict[str, Any]:
     params = json.loads(experiment.parameters_json)
     metrics = json.loads(experiment.metrics_json)
-    spec = search_spec(experiment.id, experiment.type, params, metrics)
-    names = {metric_key(m["name"]): metric_key(m["name"]) for m in optimized_metrics(metrics)}
+    spec = search_spec(
+        experiment.id, experiment.type, params, metrics, linear_constraints_of(experiment)
+    )
+    names = {metric_key(m["name"]): metric_key(m["name"]) for m in engine_metrics(metrics)}
     source = SqlRowSource(session, experiment.id, names)
     proposed = ctx.suggester.propose(
         spec, experiment.version, source, for_suggestion_id=suggestion_id

@@ -31,6 +31,25 @@ class ParameterSpec:
 
 
 @dataclass(frozen=True)
+class LinearConstraint:
+    """``sum(weight * value) >= threshold`` (greater_than) or ``<=`` (less_than) over doubles."""
+
+    type: Literal["greater_than", "less_than"]
+    threshold: float
+    terms: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class ConstraintMetric:
+    """A metric with strategy ``constraint``: feasible when its value is at least (maximize)
+    or at most (minimize) ``threshold``."""
+
+    name: str
+    objective: Literal["maximize", "minimize"]
+    threshold: float
+
+
+@dataclass(frozen=True)
 class SearchSpec:
     """What the engine needs to know about an experiment."""
 
@@ -40,11 +59,14 @@ class SearchSpec:
     # Optimized metrics only, in the experiment's order: one or two.
     metric_names: tuple[str, ...]
     directions: tuple[Literal["maximize", "minimize"], ...]
+    constraint_metrics: tuple[ConstraintMetric, ...] = ()
+    linear_constraints: tuple[LinearConstraint, ...] = ()
 
 
 @dataclass(frozen=True)
 class ObservationRow:
-    """A stored, non-deleted observation. ``values`` maps optimized metric name to value."""
+    """A stored, non-deleted observation. ``values`` maps optimized and constraint metric names
+    to values."""
 
     id: int
     suggestion_id: int | None

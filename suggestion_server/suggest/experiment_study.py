@@ -4,12 +4,16 @@ Trials mirror rows: every usable observation is a finished trial, every open sug
 trial (so the constant-liar TPE sees work in flight and does not propose it again).
 
 Failed observations steer the sampler away: TPE ignores FAIL trials, so a failed observation is
-stored as a COMPLETE trial that violates a constraint (``constraints = {"failed": 1.0}``), with a
-placeholder value equal to the worst value observed so far (0.0 before any). Optuna's TPE puts
-infeasible trials in its "bad" group (behind every feasible trial), so the density of good
-points is not drawn there while the bad density is. Because they are COMPLETE they also count
-towards ``n_startup_trials``: an experiment whose first ten evaluations fail starts modelling
-after those ten instead of sampling at random forever.
+stored as a COMPLETE trial that violates a constraint (``failed = 1.0``), with a placeholder value
+equal to the worst value observed so far (0.0 before any). Optuna's TPE puts infeasible trials in
+its "bad" group (behind every feasible trial), so the density of good points is not drawn there
+while the bad density is; the Gaussian process models them at the worst value. Because they are
+COMPLETE they also count towards the start-up design: an experiment whose first ten evaluations
+fail starts modelling after those ten instead of sampling at random forever.
+
+Every finished trial carries the same constraints (``failed``: 0 or 1, and ``metric:NAME`` per
+constraint metric: how far the value is on the wrong side of its threshold, NaN when unknown), so
+samplers that require one constraint vector per trial accept them.
 """
 
 from __future__ import annotations
@@ -34,10 +38,10 @@ from suggestion_server.suggest.api import (
     RowSource,
     SearchSpec,
 )
+from suggestion_server.suggest.gp_proposer import FAILED_CONSTRAINT, metric_constraint_key
 from suggestion_server.suggest.grid import Grid, free_point, grid_for
 from suggestion_server.suggest.space import distributions_for, params_within, validate_spec
 
-FAILED_CONSTRAINT = "failed"
 # Where FrozenTrial.set_constraint keeps a named constraint (read by TPE's _split_trials).
 FAILED_CONSTRAINT_KEY = f"constraints:{FAILED_CONSTRAINT}"
 
@@ -165,20 +169,29 @@ class ExperimentStudy:
             if running is not None:
                 self._discard(running)
             return
+        constraints = self._constraints_of(row)
         if running is not None and running.params == params:
             # Complete the trial the suggestion already had (keeps the trial count honest).
-            if row.failed:
-                self.storage.set_trial_system_attr(running.trial_id, FAILED_CONSTRAINT_KEY, 1.0)
+            for name, value in constraints.items():
+                self.storage.set_trial_system_attr(running.trial_id, f"constraints:{name}", value)
             self.storage.set_trial_state_values(running.trial_id, TrialState.COMPLETE, values)
             return
         if running is not None:
             self._discard(running)
-        self._append(
-            params,
-            TrialState.COMPLETE,
-            values,
-            constraints={FAILED_CONSTRAINT: 1.0} if row.failed else None,
-        )
+        self._append(params, TrialState.COMPLETE, values, constraints=constraints)
+
+    def _constraints_of(self, row: ObservationRow) -> dict[str, float]:
+        """The trial constraints of an observation (≤ 0 is feasible; see module doc)."""
+        constraints = {FAILED_CONSTRAINT: 1.0 if row.failed else 0.0}
+        for metric in self.spec.constraint_metrics:
+            value = None if row.failed or row.values is None else row.values.get(metric.name)
+            if value is None or not math.isfinite(value):
+                constraints[metric_constraint_key(metric.name)] = math.nan
+            elif metric.objective == "maximize":
+                constraints[metric_constraint_key(metric.name)] = metric.threshold - value
+            else:
+                constraints[metric_constraint_key(metric.name)] = value - metric.threshold
+        return constraints
 
     def _trial_values(self, row: ObservationRow) -> list[float] | None:
         """Objective values for the trial, a placeholder for failures, None if unusable."""

@@ -12,6 +12,9 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial
 
 from suggestion_server.suggest.api import SearchSpec
+from suggestion_server.suggest.fleet_sampler import FleetSampler
+from suggestion_server.suggest.gp_proposer import GaussianProcessProposer
+from suggestion_server.suggest.space import distributions_for, validate_spec
 
 # `multivariate` is marked experimental in Optuna; it is also ~3x cheaper per ask than the
 # independent TPE at 1,000-5,000 trials (one Parzen estimator instead of one per parameter).
@@ -66,22 +69,61 @@ class CachedReprTPESampler(optuna.samplers.TPESampler):
         return {name: matrix[:, i] for i, name in enumerate(names)}
 
 
+# Where the Gaussian process stops being the better engine (docs/api.md, "The engine").
+GP_MAX_PARAMETERS = 10
+GP_MAX_ENCODED_DIMENSIONS = 16
+
+
+def engine_for(spec: SearchSpec) -> str:
+    """``gp`` or ``tpe``: which model an ``offline`` experiment's suggestions come from.
+
+    The Gaussian process wins at the budgets fleets run (tens to hundreds of evaluations) on
+    low-dimensional continuous and mixed spaces; TPE takes over for two objectives, for many
+    parameters, and for categorical-heavy spaces (one GP dimension per category).
+    """
+    if len(spec.metric_names) != 1:
+        return "tpe"
+    encoded = sum(len(p.categories) if p.type == "categorical" else 1 for p in spec.parameters)
+    if len(spec.parameters) > GP_MAX_PARAMETERS or encoded > GP_MAX_ENCODED_DIMENSIONS:
+        return "tpe"
+    return "gp"
+
+
 def sampler_for(
     spec: SearchSpec, seed: int | None, n_startup_trials: int = 10
 ) -> optuna.samplers.BaseSampler:
-    """TPE (constant liar, multivariate) for ``offline``, random otherwise.
+    """The sampler of an experiment: for ``offline`` the start-up design then the model of
+    ``engine_for``; random sampling for ``random`` (quasi-random under linear constraints).
 
     Grid experiments choose their points themselves (see ``grid.py``); their study still needs a
     sampler object, and never asks it.
     """
+    validate_spec(spec)
+    distributions = distributions_for(spec)
+    model: optuna.samplers.BaseSampler | GaussianProcessProposer | None = None
     if spec.kind == "offline":
-        return CachedReprTPESampler(
-            seed=seed,
-            n_startup_trials=n_startup_trials,
-            multivariate=True,
-            constant_liar=True,
-        )
-    return optuna.samplers.RandomSampler(seed=seed)
+        if engine_for(spec) == "gp":
+            model = GaussianProcessProposer(
+                spec.parameters,
+                minimize=spec.directions[0] == "minimize",
+                constraint_names=[m.name for m in spec.constraint_metrics],
+                linear_constraints=spec.linear_constraints,
+                seed=seed,
+            )
+        else:
+            model = CachedReprTPESampler(
+                seed=seed, n_startup_trials=0, multivariate=True, constant_liar=True
+            )
+    elif not spec.linear_constraints:
+        return optuna.samplers.RandomSampler(seed=seed)
+    return FleetSampler(
+        spec.parameters,
+        distributions,
+        model,
+        n_startup=n_startup_trials if model is not None else 2**31,
+        linear_constraints=spec.linear_constraints,
+        seed=seed,
+    )
 
 
 def derived_seed(base_seed: int | None, experiment_id: int, build_number: int) -> int | None:

@@ -33,8 +33,8 @@ def test_forty_open_suggestions_on_a_10x10_grid_are_distinct(
     assert duplicates(open_points) == 0
 
 
-def test_constant_liar_alone_avoids_open_points_once_tpe_models() -> None:
-    # After startup, TPE itself should rarely collide: few proposals need asking again.
+def test_the_model_alone_avoids_open_points_once_it_models() -> None:
+    # After start-up the model itself should rarely collide: few proposals need asking again.
     spec = SearchSpec(1, "offline", GRID_10X10, ("y",), ("maximize",))
     rows = MemoryRows(spec)
     engine = OptunaSuggester(seed=5)
@@ -45,7 +45,7 @@ def test_constant_liar_alone_avoids_open_points_once_tpe_models() -> None:
     for _ in range(40):
         rows.create_suggestion(engine)
     discarded = (engine.cached_trial_states(1) or {}).get("FAIL", 0) - before
-    # Measured: 0-1 with the liar, 205-223 without (TPE repeats its favourite point).
+    # Measured: 0-1 with the liar or the GP's open-point exclusion, 205-223 without.
     assert discarded <= 5
 
 

@@ -9,7 +9,10 @@ problems, and the mean rank per problem. Methods whose dependencies are missing 
 
 Run: .venv/bin/python -m benchmarks.bench_quality [--seeds 10] [--problems branin,svc]
      [--methods random,optfleet] [--budget 80] [--workers 8] [--jobs 2]
-     [--out docs/benchmarks.md | --no-write] [--json results.json]
+     [--out docs/benchmarks.md | --no-write] [--json runs.jsonl [--resume]]
+
+``--json`` appends each finished run as one JSON line, so an interrupted benchmark keeps what it
+measured; with ``--resume`` the runs already in that file are not run again but reported.
 """
 
 from __future__ import annotations
@@ -73,28 +76,50 @@ def not_run_reasons(problems: Sequence[str], methods: Sequence[str]) -> dict[tup
     return reasons
 
 
-def run_all(
-    tasks: list[tuple[str, str, int, int, int]], jobs: int, verbose: bool = True
-) -> list[RunRecord]:
-    """Run the tasks, ``jobs`` processes at a time (1 = in this process)."""
+Task = tuple[str, str, int, int, int]  # problem, method, seed, budget, workers
+
+
+def load_runs(path: Path) -> list[RunRecord]:
+    """The runs saved in a ``--json`` file (one JSON object per line)."""
+    if not path.exists():
+        return []
+    return [RunRecord(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+def same_task(record: RunRecord, task: Task) -> bool:
+    problem, method, seed, budget, workers = task
+    return (record.problem, record.method, record.seed, len(record.values)) == (
+        problem,
+        method,
+        seed,
+        budget,
+    ) and record.workers == (METHODS[method].workers or workers)
+
+
+def run_all(tasks: list[Task], jobs: int, save: Path | None = None) -> list[RunRecord]:
+    """Run the tasks, ``jobs`` processes at a time (1 = in this process), saving each run."""
     records: list[RunRecord] = []
     started = time.monotonic()
 
     def done(record: RunRecord) -> None:
         records.append(record)
-        if verbose:
-            print(
-                f"  [{time.monotonic() - started:6.0f} s] {len(records)}/{len(tasks)} "
-                f"{record.problem} {record.method} seed={record.seed} "
-                f"best={min(record.values):.4g} ({record.seconds:.1f} s)",
-                flush=True,
-            )
+        if save is not None:
+            with save.open("a") as out:
+                out.write(json.dumps(asdict(record)) + "\n")
+        print(
+            f"  [{time.monotonic() - started:6.0f} s] {len(records)}/{len(tasks)} "
+            f"{record.problem} {record.method} seed={record.seed} "
+            f"best={min(record.values):.4g} ({record.seconds:.1f} s)",
+            flush=True,
+        )
 
     if jobs <= 1:
         for task in tasks:
             done(_run_task(task))
     else:
-        # fork: children inherit the imports; nothing in the parent holds threads or torch.
+        # One thread per process: torch (GPSampler) would otherwise start a thread per core in
+        # every process. fork: children inherit the imports; the parent has not loaded torch.
+        os.environ["OMP_NUM_THREADS"] = "1"
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
             for record in pool.imap_unordered(_run_task, tasks):
                 done(record)
@@ -200,6 +225,10 @@ def preamble(args: argparse.Namespace, references: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _saved(saved: Sequence[RunRecord], task: Task) -> bool:
+    return any(same_task(r, task) for r in saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -210,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", type=Path, default=REPORT, help="markdown report to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--json", type=Path, help="write the raw runs here")
+    parser.add_argument("--json", type=Path, help="append each run here as a JSON line")
+    parser.add_argument("--resume", action="store_true", help="reuse the runs in --json")
     args = parser.parse_args(argv)
     problems = [p for p in args.problems.split(",") if p]
     methods = [m for m in args.methods.split(",") if m]
@@ -226,16 +256,22 @@ def main(argv: list[str] | None = None) -> int:
     if "svc" in problems and not missing_packages(PROBLEMS["svc"].needs):
         print("SVC reference optimum (grid)…", flush=True)
         references["svc"] = svc_reference()
-    # Slow methods first, so the last tasks to finish are short ones.
-    order = {"gp": 0, "optfleet": 1, "cmaes": 2, "tpe_seq": 3, "random": 4}
-    tasks = [
+    # Seed by seed, so a run stopped early (see --resume) has whole seeds of every method.
+    tasks: list[Task] = [
         (p, m, seed, args.budget, args.workers)
-        for m in sorted(methods, key=lambda m: order.get(m, 5))
-        for p in problems
         for seed in range(args.seeds)
+        for m in methods
+        for p in problems
         if (p, m) not in not_run
     ]
-    records = run_all(tasks, args.jobs)
+    saved = load_runs(args.json) if args.json and args.resume else []
+    if args.json and not args.resume:
+        args.json.write_text("")
+    reused = [next(r for r in saved if same_task(r, t)) for t in tasks if _saved(saved, t)]
+    todo = [t for t in tasks if not _saved(saved, t)]
+    if reused:
+        print(f"{len(reused)} runs taken from {args.json}, {len(todo)} to run", flush=True)
+    records = reused + run_all(todo, args.jobs, save=args.json)
     records.sort(key=lambda r: (r.problem, r.method, r.seed))
     elapsed = time.monotonic() - started
     body = "\n\n".join(
@@ -247,10 +283,6 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     print(body, flush=True)
-    if args.json:
-        args.json.write_text(
-            json.dumps({"references": references, "runs": [asdict(r) for r in records]}, indent=1)
-        )
     if not args.no_write:
         write_section(SECTION, body, report=args.out)
     return 0

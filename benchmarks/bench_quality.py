@@ -8,7 +8,7 @@ problems, and the mean rank per problem. Methods whose dependencies are missing 
 "not run (missing X)" (``make bench-quality-deps`` installs them).
 
 Run: .venv/bin/python -m benchmarks.bench_quality [--seeds 10] [--problems branin,svc]
-     [--methods random,optfleet] [--budget 80] [--workers 8] [--jobs 2]
+     [--methods random,optfleet] [--http] [--budget 80] [--workers 8] [--jobs 2]
      [--out docs/benchmarks.md | --no-write] [--json runs.jsonl [--resume]]
 
 ``--json`` appends each finished run as one JSON line, so an interrupted benchmark keeps what it
@@ -18,6 +18,7 @@ measured; with ``--resume`` the runs already in that file are not run again but 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from benchmarks._report import REPORT, machine_description, markdown_table, write_section
 from benchmarks.quality_fleet import DURATION_RANGE, run_fleet
+from benchmarks.quality_http import serving
 from benchmarks.quality_methods import METHODS, missing_packages
 from benchmarks.quality_problems import PROBLEMS, svc_reference
 from benchmarks.quality_report import (
@@ -199,7 +201,7 @@ def method_label(method: str, workers: int) -> str:
     return f"{METHODS[method].label} ({count} worker{'s' if count != 1 else ''})"
 
 
-def preamble(args: argparse.Namespace, references: dict[str, float]) -> str:
+def preamble(args: argparse.Namespace, methods: Sequence[str], references: dict[str, float]) -> str:
     """How the numbers were made: protocol, problems, methods."""
     lines = [
         machine_description(PACKAGES),
@@ -214,6 +216,13 @@ def preamble(args: argparse.Namespace, references: dict[str, float]) -> str:
         "open suggestions are RUNNING trials (TPE's constant liar, GPSampler's qLogEI over "
         "running trials). TPE uses the engine's settings (multivariate, constant liar).",
     ]
+    if "optfleet_http" in methods:
+        lines.append(
+            "- optfleet server over HTTP: the same engine behind a real server (SQLite, "
+            "loopback), each run its own experiment, driven through `POST /v1/experiments/"
+            "{id}/suggestions` and `/observations`; the server has no seed setting, so these "
+            "runs are not exactly repeatable."
+        )
     if references:
         lines.append(
             "- The SVC task (standardized RBF SVC, log C in [1e-2, 1e3], log gamma in "
@@ -233,7 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--problems", default=",".join(PROBLEMS))
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(m for m in METHODS if METHODS[m].default))
+    parser.add_argument(
+        "--http", action="store_true", help="also run optfleet through a real server (HTTP)"
+    )
     parser.add_argument("--budget", type=int, default=80)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
@@ -244,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     problems = [p for p in args.problems.split(",") if p]
     methods = [m for m in args.methods.split(",") if m]
+    if args.http and "optfleet_http" not in methods:
+        methods.append("optfleet_http")
     unknown = [p for p in problems if p not in PROBLEMS] + [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown {unknown}: problems {list(PROBLEMS)}, methods {list(METHODS)}")
@@ -271,13 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     todo = [t for t in tasks if not _saved(saved, t)]
     if reused:
         print(f"{len(reused)} runs taken from {args.json}, {len(todo)} to run", flush=True)
-    records = reused + run_all(todo, args.jobs, save=args.json)
+    with serving() if "optfleet_http" in methods and todo else contextlib.nullcontext():
+        records = reused + run_all(todo, args.jobs, save=args.json)
     records.sort(key=lambda r: (r.problem, r.method, r.seed))
     elapsed = time.monotonic() - started
     body = "\n\n".join(
         [
             "## Optimizer quality (regret on test problems, simulated parallel fleet)",
-            preamble(args, references),
+            preamble(args, methods, references),
             report(records, problems, methods, not_run, args.budget, args.workers, references),
             f"Total benchmark time: {elapsed:.0f} s with {args.jobs} processes.",
         ]

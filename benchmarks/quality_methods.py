@@ -160,15 +160,25 @@ def _optuna(
     return lambda problem, seed: OptunaOptimizer(problem, make_sampler(seed))
 
 
+def _http(problem: Problem, seed: int) -> Optimizer:
+    from benchmarks.quality_http import (
+        HttpOptimizer,
+    )  # needs the server bench_quality --http starts
+
+    return HttpOptimizer(problem, seed)
+
+
 @dataclass(frozen=True)
 class Method:
-    """A compared method. ``workers`` None runs it with the benchmark's worker count."""
+    """A compared method. ``workers`` None runs it with the benchmark's worker count;
+    ``default`` False leaves it out unless asked for (``--http``)."""
 
     name: str
     label: str
     make: Callable[[Problem, int], Optimizer]
     workers: int | None = None
     needs: tuple[str, ...] = ()
+    default: bool = True
 
 
 METHODS: dict[str, Method] = {
@@ -183,6 +193,7 @@ METHODS: dict[str, Method] = {
         Method("tpe_seq", "Optuna TPE, sequential", _optuna(_tpe), workers=1),
         Method("gp", "Optuna GPSampler", _optuna(_gp), needs=("torch", "scipy")),
         Method("cmaes", "Optuna CMA-ES", _optuna(_cmaes), needs=("cmaes",)),
+        Method("optfleet_http", "optfleet server over HTTP", _http, default=False),
     ]
 }
 

@@ -75,3 +75,17 @@ def test_missing_dependency_is_reported_not_dropped(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(bench_quality, "missing_packages", lambda needs: list(needs))
     reasons = bench_quality.not_run_reasons(["branin"], ["random", "gp"])
     assert reasons == {("branin", "gp"): "not run (missing torch, scipy)"}
+
+
+def test_http_mode_drives_a_real_server(tmp_path: Path) -> None:
+    raw = tmp_path / "runs.jsonl"
+    argv = ["--seeds", "1", "--problems", "branin", "--methods", "optfleet", "--http"]
+    argv += ["--budget", str(BUDGET), "--jobs", "1", "--no-write", "--json", str(raw)]
+    assert bench_quality.main(argv) == 0
+
+    runs = {r.method: r for r in bench_quality.load_runs(raw)}
+    assert set(runs) == {"optfleet", "optfleet_http"}
+    http = runs["optfleet_http"]
+    assert len(http.values) == BUDGET
+    assert http.max_open == WORKERS
+    assert http.duplicate_open == 0

@@ -154,11 +154,13 @@ def report(
     for m in methods:
         max_open = max((r.max_open for r in records if r.method == m), default=0)
         duplicates = sum(r.duplicate_open for r in records if r.method == m)
+        seeds = len({r.seed for r in records if r.method == m})
         summary_rows.append(
             [
                 method_labels[m],
                 f"{summary.score[m]:.0f}" if m in summary.score else "-",
                 f"{summary.rank[m]:.2f}" if m in summary.rank else "-",
+                seeds,
                 runs[m],
                 f"{seconds[m]:.0f}",
                 f"{seconds[m] / runs[m]:.1f}" if runs[m] else "-",
@@ -181,6 +183,7 @@ def report(
                     "method",
                     "score",
                     "mean rank",
+                    "seeds",
                     "runs",
                     "wall s (sum)",
                     "s per run",
@@ -253,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--json", type=Path, help="append each run here as a JSON line")
     parser.add_argument("--resume", action="store_true", help="reuse the runs in --json")
+    parser.add_argument(
+        "--report-only", action="store_true", help="report the runs in --json, run nothing"
+    )
     args = parser.parse_args(argv)
     problems = [p for p in args.problems.split(",") if p]
     methods = [m for m in args.methods.split(",") if m]
@@ -270,19 +276,26 @@ def main(argv: list[str] | None = None) -> int:
     if "svc" in problems and not missing_packages(PROBLEMS["svc"].needs):
         print("SVC reference optimum (grid)…", flush=True)
         references["svc"] = svc_reference()
-    # Seed by seed, so a run stopped early (see --resume) has whole seeds of every method.
-    tasks: list[Task] = [
-        (p, m, seed, args.budget, args.workers)
-        for seed in range(args.seeds)
-        for m in methods
-        for p in problems
-        if (p, m) not in not_run
-    ]
-    saved = load_runs(args.json) if args.json and args.resume else []
-    if args.json and not args.resume:
+    # Slow methods last and seed by seed: a run stopped early (see --resume, --report-only)
+    # has every fast method complete and whole seeds of the slow ones.
+    tasks: list[Task] = sorted(
+        (
+            (p, m, seed, args.budget, args.workers)
+            for seed in range(args.seeds)
+            for m in methods
+            for p in problems
+            if (p, m) not in not_run
+        ),
+        key=lambda t: (METHODS[t[1]].slow, t[2]),
+    )
+    if args.report_only and not args.json:
+        parser.error("--report-only needs --json")
+    reuse = args.resume or args.report_only
+    saved = load_runs(args.json) if args.json and reuse else []
+    if args.json and not reuse:
         args.json.write_text("")
     reused = [next(r for r in saved if same_task(r, t)) for t in tasks if _saved(saved, t)]
-    todo = [t for t in tasks if not _saved(saved, t)]
+    todo = [] if args.report_only else [t for t in tasks if not _saved(saved, t)]
     if reused:
         print(f"{len(reused)} runs taken from {args.json}, {len(todo)} to run", flush=True)
     with serving() if "optfleet_http" in methods and todo else contextlib.nullcontext():

@@ -171,7 +171,8 @@ def _http(problem: Problem, seed: int) -> Optimizer:
 @dataclass(frozen=True)
 class Method:
     """A compared method. ``workers`` None runs it with the benchmark's worker count;
-    ``default`` False leaves it out unless asked for (``--http``)."""
+    ``default`` False leaves it out unless asked for (``--http``); ``slow`` methods run after the
+    others, so an interrupted benchmark has the fast methods complete."""
 
     name: str
     label: str
@@ -179,6 +180,7 @@ class Method:
     workers: int | None = None
     needs: tuple[str, ...] = ()
     default: bool = True
+    slow: bool = False
 
 
 METHODS: dict[str, Method] = {
@@ -191,7 +193,7 @@ METHODS: dict[str, Method] = {
         ),
         Method("optfleet", "optfleet engine", OptfleetOptimizer),
         Method("tpe_seq", "Optuna TPE, sequential", _optuna(_tpe), workers=1),
-        Method("gp", "Optuna GPSampler", _optuna(_gp), needs=("torch", "scipy")),
+        Method("gp", "Optuna GPSampler", _optuna(_gp), needs=("torch", "scipy"), slow=True),
         Method("cmaes", "Optuna CMA-ES", _optuna(_cmaes), needs=("cmaes",)),
         Method("optfleet_http", "optfleet server over HTTP", _http, default=False),
     ]

@@ -7,7 +7,8 @@ STAMPS := .stamps
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_VALIDATION := false
 
-.PHONY: demo test lint typecheck pytest deps system-deps server bench clean wheelhouse
+.PHONY: demo test lint typecheck pytest deps system-deps server bench clean wheelhouse \
+	bench-quality-deps bench-quality
 
 demo: deps
 	$(BIN)/optfleet demo
@@ -84,6 +85,18 @@ server: deps
 
 bench: deps system-deps
 	$(BIN)/python -m benchmarks.run_all
+
+# The quality benchmark's optional dependencies: Optuna's GPSampler needs torch and scipy, its
+# CmaEsSampler cmaes, the SVC task scikit-learn. Kept out of every lock file: PyPI's x86_64 torch
+# wheel pulls the CUDA libraries (gigabytes); point TORCH at a CPU-only build where pip finds one.
+TORCH ?= torch==2.13.0
+bench-quality-deps: deps
+	$(BIN)/python -m pip install -q --disable-pip-version-check scipy==1.17.1 cmaes==0.13.1 \
+	  scikit-learn==1.9.1 $(TORCH)
+
+# ~10 seeds x 8 problems x 5 methods; Optuna's GPSampler takes most of the time.
+bench-quality: bench-quality-deps
+	$(BIN)/python -m benchmarks.bench_quality $(BENCH_QUALITY_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules $(STAMPS) cdk.out .mypy_cache .ruff_cache .pytest_cache

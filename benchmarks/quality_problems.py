@@ -1,0 +1,219 @@
+"""The test problems of the quality benchmark: search spaces, objectives and known optima.
+
+All problems are minimized. Spaces are described with the engine's own ``ParameterSpec`` so the
+optfleet engine, the Optuna baselines and random search all see the same space. Constants of the
+synthetic functions are the standard ones (Surjanovic & Bingham's test-function library); each
+problem's ``optimum`` is the known global minimum. The scikit-learn task has no closed-form
+optimum: its ``optimum`` is None and the benchmark computes a reference (see ``svc_reference``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from suggestion_server.suggest.api import AssignmentValue, ParameterSpec
+
+Assignments = Mapping[str, AssignmentValue]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark problem. ``needs`` lists the import names the objective requires."""
+
+    name: str
+    label: str
+    parameters: tuple[ParameterSpec, ...]
+    objective: Callable[[Assignments], float]
+    optimum: float | None
+    needs: tuple[str, ...] = ()
+
+
+def _box(names: list[str], low: float, high: float) -> tuple[ParameterSpec, ...]:
+    return tuple(ParameterSpec(name=n, type="double", low=low, high=high) for n in names)
+
+
+def _vector(assignments: Assignments, dim: int) -> np.ndarray:
+    return np.array([float(assignments[f"x{i}"]) for i in range(dim)])
+
+
+def _xs(dim: int) -> list[str]:
+    return [f"x{i}" for i in range(dim)]
+
+
+def branin(a: Assignments) -> float:
+    x1, x2 = float(a["x0"]), float(a["x1"])
+    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
+
+
+_H3_A = np.array([[3.0, 10, 30], [0.1, 10, 35], [3.0, 10, 30], [0.1, 10, 35]])
+_H3_P = 1e-4 * np.array(
+    [[3689, 1170, 2673], [4699, 4387, 7470], [1091, 8732, 5547], [381, 5743, 8828]]
+)
+_H6_A = np.array(
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
+)
+_H6_P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
+_H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+
+
+def _hartmann(x: np.ndarray, a: np.ndarray, p: np.ndarray) -> float:
+    return float(-np.sum(_H_ALPHA * np.exp(-np.sum(a * (x - p) ** 2, axis=1))))
+
+
+def hartmann3(a: Assignments) -> float:
+    return _hartmann(_vector(a, 3), _H3_A, _H3_P)
+
+
+def hartmann6(a: Assignments) -> float:
+    return _hartmann(_vector(a, 6), _H6_A, _H6_P)
+
+
+def rosenbrock4(a: Assignments) -> float:
+    x = _vector(a, 4)
+    return float(np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))
+
+
+def ackley5(a: Assignments) -> float:
+    x = _vector(a, 5)
+    n = len(x)
+    return float(
+        -20 * math.exp(-0.2 * math.sqrt(np.sum(x**2) / n))
+        - math.exp(np.sum(np.cos(2 * math.pi * x)) / n)
+        + 20
+        + math.e
+    )
+
+
+def styblinski_tang8(a: Assignments) -> float:
+    x = _vector(a, 8)
+    return float(np.sum(x**4 - 16 * x**2 + 5 * x) / 2)
+
+
+# The mixed problem: each term is zero only at its optimum, so the global minimum is 0 at
+# x=1, y=1.5, lr=1e-3, units=24, activation="gelu". y's optimum moves with x (not separable).
+MIXED_ACTIVATION_PENALTY = {"relu": 0.5, "tanh": 1.0, "gelu": 0.0, "swish": 0.25}
+
+
+def mixed5(a: Assignments) -> float:
+    x, y = float(a["x"]), float(a["y"])
+    lr, units = float(a["lr"]), int(a["units"])
+    return (
+        0.25 * (x - 1) ** 2
+        + 0.25 * (y - 0.5 * x - 1) ** 2
+        + 0.5 * (math.log10(lr) + 3) ** 2
+        + ((units - 24) / 8) ** 2
+        + MIXED_ACTIVATION_PENALTY[str(a["activation"])]
+    )
+
+
+# SVC on scikit-learn's bundled breast_cancer data (no download): 3-fold CV error of a
+# standardized RBF SVC over log-scaled C and gamma. Folds are fixed, so the objective is
+# deterministic; the error moves in steps of 1/569.
+SVC_PARAMETERS = (
+    ParameterSpec(name="C", type="double", low=1e-2, high=1e3, log=True),
+    ParameterSpec(name="gamma", type="double", low=1e-5, high=1e1, log=True),
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _breast_cancer() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    return data.data, data.target
+
+
+def svc_cv_error(a: Assignments) -> float:
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    x, y = _breast_cancer()
+    model = make_pipeline(StandardScaler(), SVC(C=float(a["C"]), gamma=float(a["gamma"])))
+    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+    return float(1 - cross_val_score(model, x, y, cv=folds).mean())
+
+
+def svc_reference(points_per_axis: int = 25) -> float:
+    """The lowest CV error on a log grid over (C, gamma): a reference optimum for regret.
+
+    The benchmark takes the minimum of this and of every error any method found in the run.
+    """
+    c_low, c_high = SVC_PARAMETERS[0].low, SVC_PARAMETERS[0].high
+    g_low, g_high = SVC_PARAMETERS[1].low, SVC_PARAMETERS[1].high
+    assert c_low and c_high and g_low and g_high
+    cs = np.geomspace(c_low, c_high, points_per_axis)
+    gammas = np.geomspace(g_low, g_high, points_per_axis)
+    return min(svc_cv_error({"C": float(c), "gamma": float(g)}) for c in cs for g in gammas)
+
+
+PROBLEMS: dict[str, Problem] = {
+    p.name: p
+    for p in [
+        Problem(
+            "branin",
+            "Branin (2-D)",
+            (
+                ParameterSpec(name="x0", type="double", low=-5, high=10),
+                ParameterSpec(name="x1", type="double", low=0, high=15),
+            ),
+            branin,
+            0.397887357729738,
+        ),
+        Problem("hartmann3", "Hartmann-3", _box(_xs(3), 0, 1), hartmann3, -3.86278214782076),
+        Problem("hartmann6", "Hartmann-6", _box(_xs(6), 0, 1), hartmann6, -3.32236801141551),
+        Problem("rosenbrock4", "Rosenbrock 4-D", _box(_xs(4), -5, 10), rosenbrock4, 0.0),
+        Problem("ackley5", "Ackley 5-D", _box(_xs(5), -32.768, 32.768), ackley5, 0.0),
+        Problem(
+            "styblinski_tang8",
+            "Styblinski-Tang 8-D",
+            _box(_xs(8), -5, 5),
+            styblinski_tang8,
+            -39.1661657037714 * 8,
+        ),
+        Problem(
+            "mixed5",
+            "mixed 5-D (2 double, log double, int, 4-way categorical)",
+            (
+                ParameterSpec(name="x", type="double", low=-5, high=5),
+                ParameterSpec(name="y", type="double", low=-5, high=5),
+                ParameterSpec(name="lr", type="double", low=1e-5, high=1.0, log=True),
+                ParameterSpec(name="units", type="int", low=1, high=64),
+                ParameterSpec(
+                    name="activation",
+                    type="categorical",
+                    categories=tuple(MIXED_ACTIVATION_PENALTY),
+                ),
+            ),
+            mixed5,
+            0.0,
+        ),
+        Problem(
+            "svc",
+            "SVC on breast_cancer (3-fold CV error)",
+            SVC_PARAMETERS,
+            svc_cv_error,
+            None,
+            needs=("sklearn",),
+        ),
+    ]
+}

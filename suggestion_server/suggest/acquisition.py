@@ -101,8 +101,8 @@ def maximize_acquisition(
     feasible: Callable[[np.ndarray], np.ndarray],
     snap: Callable[[np.ndarray], np.ndarray],
     excluded: np.ndarray,
-    local_starts: int = 6,
-    max_iterations: int = 60,
+    local_starts: int = 4,
+    max_iterations: int = 40,
 ) -> np.ndarray:
     """The best point found: the best ``candidates`` refined by L-BFGS-B over the ``movable``
     dimensions within [0, 1]. Points are judged where ``snap`` puts them (ints rounded); a

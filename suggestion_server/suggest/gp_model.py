@@ -170,11 +170,17 @@ class GaussianProcess:
                 jitter = max(jitter * 10, 1e-8)
         else:
             raise np.linalg.LinAlgError("kernel matrix is not positive definite")
-        self._alpha = cho_solve((self._chol, True), y)
+        self._alpha = cho_solve((self._chol, True), y, check_finite=False)
 
     def _kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        r = np.sqrt(_scaled_square_diffs(a, b, self._lengths).sum(axis=2))
-        return self._signal * _matern(r)
+        return self._signal * _matern(self._distances(a, b))
+
+    def _distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Scaled distances through one matrix product: several times faster than forming
+        every difference when a is the acquisition's thousand candidates."""
+        sa, sb = a / self._lengths, b / self._lengths
+        squared = (sa * sa).sum(axis=1)[:, None] + (sb * sb).sum(axis=1)[None, :] - 2 * sa @ sb.T
+        return np.asarray(np.sqrt(np.maximum(squared, 0.0)))
 
     def mean(self, points: np.ndarray) -> np.ndarray:
         """Posterior means at ``points``."""
@@ -190,16 +196,21 @@ class GaussianProcess:
         self, points: np.ndarray, with_gradient: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Mean, variance and (optionally) their gradients in the input, at ``points``."""
-        diff = (points[:, None, :] - self.x[None, :, :]) / self._lengths
-        r = np.sqrt((diff * diff).sum(axis=2))
+        if with_gradient:
+            diff = (points[:, None, :] - self.x[None, :, :]) / self._lengths
+            r = np.sqrt((diff * diff).sum(axis=2))
+        else:
+            r = self._distances(points, self.x)
         exp_term = np.exp(-_SQRT5 * r)
         ks = self._signal * (1.0 + _SQRT5 * r + (5.0 / 3.0) * r * r) * exp_term
         mean = ks @ self._alpha
-        v = solve_triangular(self._chol, ks.T, lower=True)
+        v = solve_triangular(self._chol, ks.T, lower=True, check_finite=False)
         variance = np.maximum(self._signal - (v * v).sum(axis=0), 1e-12)
         if not with_gradient:
             return mean, variance, None, None
-        beta = solve_triangular(self._chol.T, v, lower=False).T  # K⁻¹ kₛ, one row per point
+        beta = solve_triangular(
+            self._chol.T, v, lower=False, check_finite=False
+        ).T  # K⁻¹ kₛ, one row per point
         # dk/dx = g · (x - xᵢ)/ℓ², with g = -σ² (5/3)(1 + √5 r) e^{-√5 r}
         g = -self._signal * (5.0 / 3.0) * (1.0 + _SQRT5 * r) * exp_term
         scaled_diff = diff / self._lengths  # (x - xᵢ)/ℓ²

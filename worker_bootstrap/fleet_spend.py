@@ -3,7 +3,7 @@
 Instances are found by the ``Experiment`` tag (every state, terminated ones included while EC2
 still lists them, about an hour). Each runs from ``LaunchTime`` to now, or to the time in its
 ``StateTransitionReason`` once stopped or terminated; EC2 bills Linux per second with a 60-second
-minimum. Used by the agent's dollar cap and by ``optfleet status``; boto3 is imported lazily.
+minimum (applied to instances that ended). Used by the agent's dollar cap and by ``optfleet status``; boto3 is imported lazily.
 """
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ def instance_spend(
     if state == "pending":
         end = launched  # nothing billed before it runs
     seconds = max(0.0, end - launched)
-    if state != "pending":
+    if ended is not None:
+        # Billed at least a minute; applied once it ended, so a young running fleet's estimate
+        # grows with its time instead of jumping a minute ahead.
         seconds = max(seconds, MINIMUM_BILLED_S)
     zone = str(item.get("Placement", {}).get("AvailabilityZone", ""))
     lifecycle = str(item.get("InstanceLifecycle") or "on-demand")

@@ -3,7 +3,8 @@
 Instances are found by the ``Experiment`` tag (every state, terminated ones included while EC2
 still lists them, about an hour). Each runs from ``LaunchTime`` to now, or to the time in its
 ``StateTransitionReason`` once stopped or terminated; EC2 bills Linux per second with a 60-second
-minimum (applied to instances that ended). Used by the agent's dollar cap and by ``optfleet status``; boto3 is imported lazily.
+minimum (applied to instances that ended). Used by the agent's dollar cap and by
+``optfleet status``; boto3 is imported lazily.
 """
 
 from __future__ import annotations

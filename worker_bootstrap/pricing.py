@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -200,6 +201,12 @@ def _iso(when: dt.datetime) -> str:
     return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _endpoint(kind: str) -> str:
+    # Prices from a test endpoint (moto, the emulator) must never answer for real AWS.
+    service = "EC2" if kind == SPOT else "PRICING"
+    return os.environ.get(f"AWS_ENDPOINT_URL_{service}") or os.environ.get("AWS_ENDPOINT_URL") or ""
+
+
 def default_clients(service: str, region: Optional[str]) -> Any:
     """A boto3 client with timeouts and bounded retries (boto3 imported here, not at start)."""
     from worker_bootstrap.aws import client
@@ -243,7 +250,7 @@ class PriceBook:
         if not instance_type or (kind == SPOT and not availability_zone):
             return Price(None, kind, error="instance type or zone unknown")
         zone = availability_zone if kind == SPOT else ""
-        key = "|".join((kind, region, instance_type, zone))
+        key = "|".join((kind, region, instance_type, zone, _endpoint(kind)))
         cached = self._cached(key)
         if cached is not None:
             return cached
@@ -291,7 +298,12 @@ class PriceBook:
         return prices if isinstance(prices, dict) else {}
 
     def _store(self, key: str, price: Price) -> None:
-        entries = dict(self._load())
+        now = self.clock()
+        entries = {
+            k: v
+            for k, v in self._load().items()
+            if isinstance(v, dict) and now - float(v.get("fetched_at") or 0) < self.ttl_s
+        }
         entries[key] = asdict(price)
         if self.cache_path is None:
             self._memory = entries

@@ -34,7 +34,8 @@ OBSERVATION_KEYS = (
 )
 
 
-def _number(value: Any) -> Optional[float]:
+def number_or_none(value: Any) -> Optional[float]:
+    """A metadata value as a float (numbers may come back as strings), None if it is not one."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -51,8 +52,8 @@ def spent_so_far(metadata: Mapping[str, Any]) -> Tuple[float, Optional[float]]:
         ("spent_earlier_s", "spent_earlier_usd"),
         ("spent_attempt_s", "spent_attempt_usd"),
     ):
-        seconds = _number(metadata.get(seconds_key)) or 0.0
-        usd = _number(metadata.get(usd_key))
+        seconds = number_or_none(metadata.get(seconds_key)) or 0.0
+        usd = number_or_none(metadata.get(usd_key))
         total_s += seconds
         if seconds > 0 and usd is None:
             total_usd = None

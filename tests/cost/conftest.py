@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from optfleet.pricing_emulator import PricingEmulator, SimulatedPrice
+from tests.agent.helpers import Api
 from tests.cli.conftest import MotoServer
 from tests.support.server import RunningServer
 
@@ -39,3 +40,13 @@ def moto() -> Iterator[MotoServer]:
 def pricing() -> Iterator[PricingEmulator]:
     with PricingEmulator(list(PRICES)) as emulator:
         yield emulator
+
+
+def create_experiment(api: Api, name: str, **fields: object) -> str:
+    """A one-parameter experiment with extra create fields; returns its id."""
+    body = {
+        "name": name,
+        "parameters": [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}],
+        **fields,
+    }
+    return str(api.call("POST", "/experiments", json=body)["id"])

@@ -15,7 +15,7 @@ from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
 from optfleet.pricing_emulator import PricingEmulator, SimulatedPrice
 from tests.agent.helpers import AgentProcess, Api
 from tests.cli.conftest import MotoServer
-from tests.cost.conftest import TOKEN
+from tests.cost.conftest import TOKEN, create_experiment
 from tests.support.ports import wait_until
 from tests.support.server import RunningServer
 from worker_bootstrap.cost_cap import CostCap, CostUnknown, effective_cap
@@ -33,10 +33,8 @@ EVALUATION = [
 
 
 def launch(moto: MotoServer, experiment_id: str, count: int) -> list[str]:
-    ec2 = moto.client("ec2")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    reservation = ec2.run_instances(
-        ImageId=image,
+    reservation = moto.client("ec2").run_instances(
+        ImageId="ami-0123456789abcdef0",  # moto launches any id; listing its images is slow
         InstanceType=COSTLY,
         MinCount=count,
         MaxCount=count,
@@ -52,16 +50,7 @@ def test_cap_drains_the_fleet_with_nothing_lost_or_left_open(
     server: RunningServer, moto: MotoServer, pricing: PricingEmulator, tmp_path: Path
 ) -> None:
     api = Api(server.url, TOKEN)
-    experiment = api.call(
-        "POST",
-        "/experiments",
-        json={
-            "name": "cost-cap",
-            "parameters": [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}],
-            "observation_budget": 500,
-        },
-    )
-    eid = str(experiment["id"])
+    eid = create_experiment(api, "cost-cap", observation_budget=500)
     ids = launch(moto, eid, 3)
     env = {
         **moto.env,

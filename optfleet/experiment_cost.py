@@ -73,6 +73,7 @@ class ExperimentCost:
     fleet_usd_per_hour: float | None = None
     unknown_prices: list[str] = field(default_factory=list)
     cap_usd: float | None = None
+    budget_reached: bool = False  # the observation budget came first: the cap did not stop it
 
     @property
     def wasted(self) -> Bucket:
@@ -100,6 +101,11 @@ class ExperimentCost:
         fleet_usd = self.fleet.usd if self.fleet is not None else None
         return self.cap_usd is not None and fleet_usd is not None and fleet_usd >= self.cap_usd
 
+    @property
+    def stopped_by_cap(self) -> bool:
+        """The cap, not the observation budget, is what stops (or stopped) the experiment."""
+        return self.cap_reached and not self.budget_reached
+
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dictionary (``optfleet status --json``'s ``cost``)."""
         idle = self.idle_booting
@@ -116,6 +122,7 @@ class ExperimentCost:
             },
             "max_cost_usd": self.cap_usd,
             "cap_reached": self.cap_reached,
+            "stopped_by_cap": self.stopped_by_cap,
             "unknown_prices": self.unknown_prices,
             "observations": [asdict(o) for o in self.observations],
         }
@@ -151,6 +158,10 @@ def experiment_cost(
         )
     except ValueError:
         result.cap_usd = None
+    budget = (experiment or {}).get("observation_budget")
+    count = ((experiment or {}).get("progress") or {}).get("observation_count")
+    if isinstance(budget, int) and isinstance(count, int):
+        result.budget_reached = count >= budget
     cumulative: float | None = 0.0
     for observation in sorted(observations, key=lambda o: (o.get("created") or 0, str(o["id"]))):
         metadata = observation.get("metadata") or {}

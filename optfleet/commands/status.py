@@ -151,7 +151,12 @@ def print_cost(console: Console, cost: ExperimentCost) -> None:
         console.print(f"  [yellow]price unknown[/yellow] {problem}")
     if cost.cap_usd is None:
         return
-    if cost.cap_reached:
+    if cost.cap_reached and not cost.stopped_by_cap:
+        console.print(
+            f"cost cap {usd(cost.cap_usd)}: reached after the observation budget stopped the "
+            "experiment"
+        )
+    elif cost.cap_reached:
         console.print(
             f"[bold red]cost cap {usd(cost.cap_usd)} reached[/bold red]: the cap stopped the "
             "experiment; agents create no new suggestions, running evaluations finish and the "

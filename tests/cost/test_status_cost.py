@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from optfleet.experiment_cost import experiment_cost
+from optfleet.experiment_spec import SpecError, validate_spec
 from optfleet.pricing_emulator import PricingEmulator
 from tests.agent.helpers import Api
 from tests.cli.conftest import MotoServer, run_cli
@@ -101,3 +104,15 @@ def test_split_without_ec2_keeps_idle_unknown() -> None:
     assert cost.evaluating.usd == 0.5
     assert cost.as_json()["fleet"] is None
     assert not cost.cap_reached
+
+
+def test_experiment_files_carry_the_cap_in_metadata() -> None:
+    spec = {
+        "name": "capped",
+        "parameters": [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}],
+        "max_cost_usd": 25,
+        "metadata": {"team": "ml"},
+    }
+    assert validate_spec(dict(spec))["metadata"] == {"team": "ml", "max_cost_usd": 25}
+    with pytest.raises(SpecError, match=r"max_cost_usd: expected a positive number .* got -1"):
+        validate_spec({**spec, "max_cost_usd": -1})

@@ -329,32 +329,27 @@ def _log_retention_days(raw: Mapping[str, Any]) -> int:
     return days
 
 
-def _as_float(setting: str, raw: Mapping[str, Any]) -> Optional[float]:
+def _as_float(
+    setting: str,
+    raw: Mapping[str, Any],
+    unit: str = "a price in USD per hour",
+    example: str = "0.12",
+    below: float = 1000,
+) -> Optional[float]:
     value = raw.get(setting)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
         number = float(str(value).strip())
     except ValueError:
-        raise SettingsError(
-            setting, f"expected a price in USD per hour like 0.12; got {value!r}"
-        ) from None
-    if not 0 < number < 1000:
-        raise SettingsError(setting, f"expected a price in USD per hour above 0; got {value!r}")
+        raise SettingsError(setting, f"expected {unit} like {example}; got {value!r}") from None
+    if not 0 < number < below:
+        raise SettingsError(setting, f"expected {unit} above 0; got {value!r}")
     return number
 
 
 def _as_dollars(setting: str, raw: Mapping[str, Any]) -> Optional[float]:
-    value = raw.get(setting)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise SettingsError(setting, f"expected US dollars like 250; got {value!r}") from None
-    if not 0 < number < 10**9:
-        raise SettingsError(setting, f"expected a positive number of US dollars; got {value!r}")
-    return number
+    return _as_float(setting, raw, unit="a number of US dollars", example="250", below=10**9)
 
 
 def _as_list(setting: str, raw: Mapping[str, Any], default: tuple[str, ...]) -> list[str]:

@@ -51,7 +51,9 @@ def test_cap_reaches_the_agent_env_and_bad_values_are_named(tmp_path: Path) -> N
     assert "OPTFLEET_MAX_COST_USD" not in agent_settings(
         load_settings({"experiment_id": "cost7"}, cwd=tmp_path), region="eu-west-1"
     )
-    with pytest.raises(SettingsError, match="'max_cost_usd': expected a positive number"):
+    with pytest.raises(
+        SettingsError, match="'max_cost_usd': expected a number of US dollars above 0"
+    ):
         load_settings({**CONTEXT, "max_cost_usd": "-5"}, cwd=tmp_path)
     with pytest.raises(SettingsError, match="'budget_alert_email': expected an email address"):
         load_settings({**CONTEXT, "budget_alert_email": "nobody"}, cwd=tmp_path)

@@ -79,14 +79,18 @@ class CostCap:
         self.prices = prices
         self.setting = setting
         self._ec2 = ec2
+        self._cached: Any = None
         self.clock = clock
 
     def _client(self) -> Any:
         if self._ec2 is not None:
             return self._ec2()
-        from worker_bootstrap.aws import client
+        if self._cached is None:
+            from worker_bootstrap.aws import client
 
-        return client("ec2", self.region)
+            # Made once: building a boto3 client costs more than the call it makes.
+            self._cached = client("ec2", self.region)
+        return self._cached
 
     def check(self, experiment: Dict[str, Any]) -> Optional[CapCheck]:
         """None without a cap; else the spend against it (:class:`CostUnknown` if not known)."""

@@ -92,7 +92,10 @@ class DemoCost:
             )
 
         prices = PriceBook(None, clients=clients)
-        spend = fleet_spend(clients("ec2", REGION), experiment_id, prices, time.time(), REGION)
+        # Simulated instances live seconds: EC2's one-minute minimum would swamp their cost.
+        spend = fleet_spend(
+            clients("ec2", REGION), experiment_id, prices, time.time(), REGION, minimum_billed_s=0
+        )
         cost = experiment_cost(spend, observations, open_suggestions, experiment).as_json()
         cost["prices"] = PRICES_NOTE
         return cost
@@ -124,8 +127,8 @@ def print_cost_table(console: Console, cost: dict[str, Any]) -> None:
         f"fleet total {usd(fleet.get('usd'))} ({fleet.get('seconds', 0):.0f} instance-seconds): "
         f"evaluating {usd(cost['evaluating']['usd'])}, idle/booting {usd(idle.get('usd'))}, "
         f"wasted {usd(wasted['usd'])} (failed {usd(wasted['failed']['usd'])}, "
-        f"interrupted {usd(wasted['interrupted']['usd'])}); {cost['prices']}; an instance that "
-        "ended is billed at least 60 s, which a short demo's idle share shows"
+        f"interrupted {usd(wasted['interrupted']['usd'])}); {cost['prices']}, per second without "
+        "EC2's one-minute minimum"
     )
     if cost["max_cost_usd"] is not None:
         state = "not reached"

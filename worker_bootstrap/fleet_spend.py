@@ -94,7 +94,11 @@ def _epoch(value: Any) -> float:
 
 
 def instance_spend(
-    item: Dict[str, Any], prices: PriceBook, now: float, region: str
+    item: Dict[str, Any],
+    prices: PriceBook,
+    now: float,
+    region: str,
+    minimum_billed_s: float = MINIMUM_BILLED_S,
 ) -> InstanceSpend:
     """Spend of one ``DescribeInstances`` instance record."""
     state = str(item.get("State", {}).get("Name", ""))
@@ -108,7 +112,7 @@ def instance_spend(
     if ended is not None:
         # Billed at least a minute; applied once it ended, so a young running fleet's estimate
         # grows with its time instead of jumping a minute ahead.
-        seconds = max(seconds, MINIMUM_BILLED_S)
+        seconds = max(seconds, minimum_billed_s)
     zone = str(item.get("Placement", {}).get("AvailabilityZone", ""))
     lifecycle = str(item.get("InstanceLifecycle") or "on-demand")
     instance_type = str(item.get("InstanceType", ""))
@@ -141,9 +145,15 @@ def experiment_instances(ec2: Any, experiment_id: str, tag_key: str = TAG_KEY) -
 
 
 def fleet_spend(
-    ec2: Any, experiment_id: str, prices: PriceBook, now: float, region: str, tag_key: str = TAG_KEY
+    ec2: Any,
+    experiment_id: str,
+    prices: PriceBook,
+    now: float,
+    region: str,
+    tag_key: str = TAG_KEY,
+    minimum_billed_s: float = MINIMUM_BILLED_S,
 ) -> FleetSpend:
     """The experiment's spend from launch to ``now`` (epoch seconds) over all its instances."""
     records = experiment_instances(ec2, experiment_id, tag_key)
-    spends = [instance_spend(item, prices, now, region) for item in records]
+    spends = [instance_spend(item, prices, now, region, minimum_billed_s) for item in records]
     return FleetSpend(sorted(spends, key=lambda s: s.instance_id))

@@ -74,6 +74,7 @@ class ExperimentCost:
     unknown_prices: list[str] = field(default_factory=list)
     cap_usd: float | None = None
     budget_reached: bool = False  # the observation budget came first: the cap did not stop it
+    control_plane: Bucket | None = None  # its EC2 instances, when asked for (shared by experiments)
 
     @property
     def wasted(self) -> Bucket:
@@ -120,6 +121,7 @@ class ExperimentCost:
                 "failed": self.failed.as_json(),
                 "interrupted": self.interrupted.as_json(),
             },
+            "control_plane": None if self.control_plane is None else self.control_plane.as_json(),
             "max_cost_usd": self.cap_usd,
             "cap_reached": self.cap_reached,
             "stopped_by_cap": self.stopped_by_cap,

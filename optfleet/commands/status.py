@@ -13,7 +13,7 @@ from rich.table import Table
 from optfleet.api_client import ApiError, client_from_args
 from optfleet.aws_inventory import TAG_KEY, make_clients, tagged_instances
 from optfleet.commands.experiment import add_api_arguments
-from optfleet.experiment_cost import ExperimentCost, experiment_cost, usd
+from optfleet.experiment_cost import Bucket, ExperimentCost, experiment_cost, usd
 from optfleet.fleet_status import FleetStatus, join_fleet_status
 from optfleet.prices import operator_price_book
 from worker_bootstrap.fleet_spend import fleet_spend
@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=TAG_KEY,
         help=f"instance tag holding the experiment id (default {TAG_KEY})",
     )
+    parser.add_argument(
+        "--control-stack",
+        metavar="NAME",
+        help="also show the EC2 spend of this control-plane stack (e.g. optfleet-control)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -46,14 +51,15 @@ def run(args: argparse.Namespace) -> int:
             client.close()
         ec2, _logs = make_clients(args.region)
         instances = tagged_instances(ec2, args.experiment, args.tag_key)
-        spend = fleet_spend(
-            ec2,
-            args.experiment,
-            operator_price_book(),
-            time.time(),
-            ec2.meta.region_name,
-            args.tag_key,
-        )
+        prices = operator_price_book()
+        now = time.time()
+        spend = fleet_spend(ec2, args.experiment, prices, now, ec2.meta.region_name, args.tag_key)
+        control = None
+        if args.control_stack:
+            # The control plane's instances carry Stack=<name> (its stack tags them all).
+            control = fleet_spend(
+                ec2, args.control_stack, prices, now, ec2.meta.region_name, "Stack"
+            )
     except ApiError as exc:
         print(f"optfleet status: {exc}", file=sys.stderr)
         return 1
@@ -62,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     status = join_fleet_status(instances, open_suggestions, observations)
     cost = experiment_cost(spend, observations, open_suggestions, experiment)
+    if control is not None:
+        cost.control_plane = Bucket(control.seconds, control.usd)
     if args.json:
         body = {"experiment": args.experiment, **status.as_json(), "cost": cost.as_json()}
         print(json.dumps(body, indent=2, default=str))
@@ -147,6 +155,11 @@ def print_cost(console: Console, cost: ExperimentCost) -> None:
         f"idle/booting {usd(idle.usd if idle else None)}, wasted {usd(cost.wasted.usd)} "
         f"(failed {usd(cost.failed.usd)}, interrupted {usd(cost.interrupted.usd)})"
     )
+    if cost.control_plane is not None:
+        console.print(
+            f"  control plane (its EC2 instances only, shared by its experiments): "
+            f"{usd(cost.control_plane.usd)}"
+        )
     for problem in cost.unknown_prices:
         console.print(f"  [yellow]price unknown[/yellow] {problem}")
     if cost.cap_usd is None:

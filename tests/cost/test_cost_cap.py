@@ -32,7 +32,7 @@ EVALUATION = [
 ]
 
 
-def launch(moto: MotoServer, experiment_id: str, count: int) -> list[str]:
+def launch(moto: MotoServer, experiment_id: str, count: int, key: str = "Experiment") -> list[str]:
     reservation = moto.client("ec2").run_instances(
         ImageId="ami-0123456789abcdef0",  # moto launches any id; listing its images is slow
         InstanceType=COSTLY,
@@ -40,7 +40,7 @@ def launch(moto: MotoServer, experiment_id: str, count: int) -> list[str]:
         MaxCount=count,
         Placement={"AvailabilityZone": "us-east-1a"},
         TagSpecifications=[
-            {"ResourceType": "instance", "Tags": [{"Key": "Experiment", "Value": experiment_id}]}
+            {"ResourceType": "instance", "Tags": [{"Key": key, "Value": experiment_id}]}
         ],
     )
     return [i["InstanceId"] for i in reservation["Instances"]]

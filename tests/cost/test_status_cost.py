@@ -70,11 +70,15 @@ def test_status_shows_spend_split_and_the_cap(
         "SIGOPT_API_URL": server.url,
         "SIGOPT_API_TOKEN": TOKEN,
     }
-    result = run_cli("status", "--experiment", eid, "--json", env=env)
+    launch(moto, "optfleet-control-cost", 1, key="Stack")
+    result = run_cli(
+        "status", "--experiment", eid, "--json", "--control-stack", "optfleet-control-cost", env=env
+    )
     assert result.returncode == 0, result.stderr
     cost = result.json()["cost"]
     assert cost["fleet"]["usd"] > 0  # x9.costly: a dollar a second since launch
     assert cost["fleet_usd_per_hour"] == 3600.0
+    assert cost["control_plane"]["usd"] > 0  # asked for: its instances, priced the same way
     assert cost["max_cost_usd"] == 0.5 and cost["cap_reached"] is True
     assert cost["in_progress"] == {"seconds": 3.0, "usd": 3.0}
     assert cost["evaluating"]["seconds"] == 6 + 2 + 3  # own attempts + the open one

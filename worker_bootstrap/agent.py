@@ -615,7 +615,7 @@ class Agent:
             current = self.api.suggestion(self.experiment_id, sid)
             metadata = dict(current.get("metadata") or {})
             metadata["interrupted_at"] = int(self.clock())
-            metadata.update(self.spend.progress(sid))
+            self.spend.stamp(sid, metadata)
             self.api.update_suggestion_metadata(self.experiment_id, sid, metadata)
             self.log.event("interruption_recorded", sid)
         except (ApiError, ApiUnavailable) as exc:
@@ -635,7 +635,7 @@ class Agent:
         if entry.claim_nonce and metadata.get("claim_nonce") != entry.claim_nonce:
             return False
         metadata["lease_expires_at"] = self._lease()
-        metadata.update(self.spend.progress(entry.suggestion_id))
+        self.spend.stamp(entry.suggestion_id, metadata)
         try:
             self.api.update_suggestion_metadata(self.experiment_id, entry.suggestion_id, metadata)
         except (ApiError, ApiUnavailable) as exc:

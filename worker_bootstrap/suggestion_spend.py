@@ -117,6 +117,15 @@ class SpendTracker:
         }
         return keys
 
+    def stamp(self, suggestion_id: str, metadata: Json) -> None:
+        """Write :meth:`progress` into a suggestion's metadata map; an unknown USD key is removed
+        (not sent as null: a stale value from an earlier attempt must not survive)."""
+        for key, value in self.progress(suggestion_id).items():
+            if value is None:
+                metadata.pop(key, None)
+            else:
+                metadata[key] = value
+
     def observation_metadata(self, suggestion_id: str) -> Json:
         """The observation's cost keys; ``cost_usd`` is absent when any price was unknown."""
         attempt = self._attempts.get(suggestion_id)

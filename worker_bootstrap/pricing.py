@@ -315,4 +315,6 @@ class PriceBook:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.cache_path, data)
         except OSError:
-            self._memory = entries  # a read-only cache must not stop the agent
+            # A full or read-only disk must not stop the agent: keep prices in memory from now.
+            self.cache_path = None
+            self._memory = entries

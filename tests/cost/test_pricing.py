@@ -140,3 +140,12 @@ def test_lifecycles_and_regions() -> None:
     assert "lifecycle" in book.price("c6i.large", "capacity-block", "us-east-1a").error
     assert region_of_zone("eu-west-1b") == "eu-west-1"
     assert region_of_zone("us-east-1-bos-1a") == "us-east-1"
+
+
+def test_an_unwritable_cache_falls_back_to_memory(pricing: PricingEmulator, tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    book = PriceBook(blocked / "prices.json", clients=clients_for(pricing), clock=Clock())
+    assert book.price("c6i.large", "on-demand", "us-east-1a").usd_per_hour == 0.085
+    assert book.price("c6i.large", "on-demand", "us-east-1a").usd_per_hour == 0.085
+    assert book.lookups == 1 and book.cache_path is None

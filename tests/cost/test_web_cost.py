@@ -46,7 +46,8 @@ def page(browser: Any, costed: Fleet) -> Iterator[Any]:
 def test_cost_column_summary_and_cost_axis(page: Any, costed: Fleet) -> None:
     page.goto(costed.page_url)
     page.wait_for_selector("#app[data-rendered]")
-    assert "observations cost $0.8750" in page.locator("#summary").text_content()
+    summary = page.locator("#summary").text_content()
+    assert "observations cost $0.8750 (wasted: failed $0.1250, earlier attempts $0.0000)" in summary
     page.click("[data-tab=history]")
     headers = page.locator("#history-table thead th").all_text_contents()
     assert headers[4] == "Cost (USD)"

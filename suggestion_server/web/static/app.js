@@ -165,11 +165,23 @@
     });
   }
 
+  // The split the page can know without EC2: failed evaluations and earlier (interrupted or
+  // taken-over) attempts are wasted; idle and boot time is in `optfleet status`.
   function costSummary() {
-    if (data.metadata_keys.indexOf('cost_usd') < 0) return '';
+    const costKey = data.metadata_keys.indexOf('cost_usd');
+    if (costKey < 0) return '';
     const totals = cumulativeCosts(data.observations.slice().reverse());
     const total = totals.length ? totals[totals.length - 1] : 0;
-    return ' · observations cost ' + (total === null ? 'unknown (a price is unknown)' : '$' + total.toFixed(4));
+    if (total === null) return ' · observations cost unknown (a price is unknown)';
+    const earlierKey = data.metadata_keys.indexOf('earlier_attempts_cost_usd');
+    let failed = 0;
+    let earlier = 0;
+    for (const o of data.observations) {
+      if (o[2] === 1) failed += o[6][costKey];
+      else if (earlierKey >= 0 && typeof o[6][earlierKey] === 'number') earlier += o[6][earlierKey];
+    }
+    return ' · observations cost $' + total.toFixed(4) + ' (wasted: failed $' + failed.toFixed(4) +
+      ', earlier attempts $' + earlier.toFixed(4) + ')';
   }
 
   function fillHead(table, names) {

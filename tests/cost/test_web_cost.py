@@ -11,9 +11,7 @@ from tests.agent.helpers import Api
 from tests.cost.conftest import TOKEN, create_experiment
 from tests.support.ports import wait_until
 from tests.support.server import RunningServer
-from tests.web.conftest import Fleet, browser, sign_in
-
-__all__ = ["browser"]  # the Chromium fixture, shared with the web page tests
+from tests.web.conftest import Fleet, sign_in
 
 COSTS = [0.25, 0.5, 0.125]  # chronological; the third observation failed
 

@@ -12,6 +12,7 @@ from constructs import Construct
 
 from infra import control_exports
 from infra.assets import AgentWheelhouse, WorkloadAsset
+from infra.cost_budget import ExperimentBudget
 from infra.network import FleetNetwork
 from infra.settings import FleetSettings
 from infra.wheelhouse import WheelhousePaths
@@ -109,6 +110,14 @@ class ExperimentFleetStack(Stack):
                 autoscaling.CfnAutoScalingGroup,
                 self.fleet.auto_scaling_group.node.default_child,
             ).add_property_override("VPCZoneIdentifier", control_subnets)
+        if settings.max_cost_usd is not None and settings.budget_alert_email is not None:
+            self.budget = ExperimentBudget(
+                self,
+                "CostBudget",
+                experiment_id=settings.experiment_id,
+                limit_usd=settings.max_cost_usd,
+                email=settings.budget_alert_email,
+            )
         for missing, consequence in (
             ("api_url", "the agents have no API to ask for suggestions"),
             ("token_secret", "the agents have no API token"),

@@ -47,6 +47,7 @@ _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _DEVICE = re.compile(r"^/dev/[a-z0-9]+$")
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class SettingsError(ValueError):
@@ -82,6 +83,10 @@ class FleetSettings:
     when_done: str = "stay"
     evaluation_timeout_s: Optional[int] = None
     max_evaluations: Optional[int] = None
+    # Dollar cap the agents enforce (OPTFLEET_MAX_COST_USD); with budget_alert_email also an
+    # AWS Budget on the Experiment cost allocation tag.
+    max_cost_usd: Optional[float] = None
+    budget_alert_email: Optional[str] = None
     # Name of a control-plane stack (`optfleet-control`) whose exports give the API URL, the
     # token secret, the VPC and subnets, and the security group that may reach the API.
     control: Optional[str] = None
@@ -214,6 +219,8 @@ def _validate(raw: Mapping[str, Any], origin: Mapping[str, Path], cwd: Path) -> 
                     imported, f"comes from the control plane {control!r}; drop one of the two"
                 )
 
+    if _as_optional_str("budget_alert_email", raw) and raw.get("max_cost_usd") in (None, ""):
+        raise SettingsError("budget_alert_email", "needs max_cost_usd, the budget's limit")
     return FleetSettings(
         experiment_id=experiment_id,
         control=control,
@@ -244,6 +251,13 @@ def _validate(raw: Mapping[str, Any], origin: Mapping[str, Path], cwd: Path) -> 
             "evaluation_timeout_s", raw, None, minimum=1, maximum=30 * 86400
         ),
         max_evaluations=_as_int("max_evaluations", raw, None, minimum=1, maximum=10**9),
+        max_cost_usd=_as_dollars("max_cost_usd", raw),
+        budget_alert_email=_optional_match(
+            "budget_alert_email",
+            _as_optional_str("budget_alert_email", raw),
+            _EMAIL,
+            "an email address",
+        ),
         account=_optional_match(
             "account", _as_optional_str("account", raw), _ACCOUNT, "a 12-digit account id"
         ),
@@ -315,19 +329,27 @@ def _log_retention_days(raw: Mapping[str, Any]) -> int:
     return days
 
 
-def _as_float(setting: str, raw: Mapping[str, Any]) -> Optional[float]:
+def _as_float(
+    setting: str,
+    raw: Mapping[str, Any],
+    unit: str = "a price in USD per hour",
+    example: str = "0.12",
+    below: float = 1000,
+) -> Optional[float]:
     value = raw.get(setting)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
         number = float(str(value).strip())
     except ValueError:
-        raise SettingsError(
-            setting, f"expected a price in USD per hour like 0.12; got {value!r}"
-        ) from None
-    if not 0 < number < 1000:
-        raise SettingsError(setting, f"expected a price in USD per hour above 0; got {value!r}")
+        raise SettingsError(setting, f"expected {unit} like {example}; got {value!r}") from None
+    if not 0 < number < below:
+        raise SettingsError(setting, f"expected {unit} above 0; got {value!r}")
     return number
+
+
+def _as_dollars(setting: str, raw: Mapping[str, Any]) -> Optional[float]:
+    return _as_float(setting, raw, unit="a number of US dollars", example="250", below=10**9)
 
 
 def _as_list(setting: str, raw: Mapping[str, Any], default: tuple[str, ...]) -> list[str]:

@@ -52,6 +52,8 @@ def agent_settings(settings: FleetSettings, *, region: str) -> dict[str, str]:
         pairs["OPTFLEET_TIMEOUT"] = str(settings.evaluation_timeout_s)
     if settings.max_evaluations is not None:
         pairs["OPTFLEET_MAX_EVALUATIONS"] = str(settings.max_evaluations)
+    if settings.max_cost_usd is not None:
+        pairs["OPTFLEET_MAX_COST_USD"] = f"{settings.max_cost_usd:g}"
     return pairs
 
 

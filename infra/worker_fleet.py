@@ -177,8 +177,18 @@ class WorkerFleet(Construct):
                 iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")
             ],
         )
-        # DescribeInstances has no resource-level permissions: "*" is the only resource AWS takes.
-        role.add_to_policy(iam.PolicyStatement(actions=["ec2:DescribeInstances"], resources=["*"]))
+        # These have no resource-level permissions: "*" is the only resource AWS takes. The
+        # price calls let each agent cost its work and check the dollar cap.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeSpotPriceHistory",
+                    "pricing:GetProducts",
+                ],
+                resources=["*"],
+            )
+        )
         stream_arn = stack.format_arn(
             service="logs",
             resource="log-group",
@@ -207,8 +217,9 @@ class WorkerFleet(Construct):
         acknowledge(
             role,
             "IAM5[Resource::*]",
-            "ec2:DescribeInstances (adoption of dead workers' suggestions) supports no "
-            "resource-level permissions; AWS accepts only '*' for it.",
+            "ec2:DescribeInstances (adoption of dead workers' suggestions, the fleet's spend), "
+            "ec2:DescribeSpotPriceHistory and pricing:GetProducts (prices) support no "
+            "resource-level permissions; AWS accepts only '*' for them.",
         )
         acknowledge(
             role,

@@ -29,6 +29,7 @@ EXPERIMENT_KEYS = {
     "linear_constraints",
     "num_solutions",
     "tasks",
+    "max_cost_usd",
 }
 PARAMETER_KEYS = {
     "name",
@@ -193,6 +194,22 @@ def _validate_positive_int(spec: dict[str, Any], key: str, problems: list[str]) 
         problems.append(f"{key}: expected a positive integer, got {value!r}")
 
 
+def _move_cost_cap(spec: dict[str, Any], problems: list[str]) -> None:
+    """``max_cost_usd`` travels in the experiment's metadata, so plain SigOpt servers keep it."""
+    if "max_cost_usd" not in spec:
+        return
+    cap = spec.pop("max_cost_usd")
+    if not (_is_number(cap) and cap > 0):
+        problems.append(f"max_cost_usd: expected a positive number of US dollars, got {cap!r}")
+        return
+    given = spec.get("metadata")
+    metadata: dict[str, Any] = given if isinstance(given, dict) else {}
+    if "max_cost_usd" in metadata:
+        problems.append("max_cost_usd: give it at the top level or in metadata, not both")
+        return
+    spec["metadata"] = {**metadata, "max_cost_usd": cap}
+
+
 def validate_spec(raw: object, source: str = "experiment") -> dict[str, Any]:
     """Return the experiment create body for ``raw``; raise :class:`SpecError` listing problems."""
     if not isinstance(raw, dict):
@@ -241,6 +258,7 @@ def validate_spec(raw: object, source: str = "experiment") -> dict[str, Any]:
     _validate_positive_int(spec, "parallel_bandwidth", problems)
     if spec.get("metadata") is not None:
         _validate_metadata(spec["metadata"], problems)
+    _move_cost_cap(spec, problems)
 
     if problems:
         raise SpecError(source, problems)

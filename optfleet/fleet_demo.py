@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.live import Live
 
 from optfleet.api_client import SigOptClient
+from optfleet.demo_cost import DemoCost
 from optfleet.demo_report import InstanceCounts, counts_by_instance, summarize
 from optfleet.demo_view import InstanceLine, render
 from optfleet.experiment_spec import load_spec_file
@@ -86,6 +87,7 @@ class DemoSettings:
     diverge_above: float
     lease_ttl_s: float
     timeout_s: float
+    max_cost_usd: float | None = None  # the experiment's dollar cap (simulated prices)
 
 
 @dataclass
@@ -146,6 +148,7 @@ class FleetDemo:
         self.gone: dict[str, list[str]] = {}
         self.started = time.monotonic()
         self.server_start_s = 0.0
+        self.cost = DemoCost()
 
     # Set-up
     def start(self) -> None:
@@ -158,6 +161,7 @@ class FleetDemo:
                 )
         self.server.start()
         self.server_start_s = time.monotonic() - self.started
+        self.cost.start()
         self.client = SigOptClient(self.server.url, self.server.token, timeout_s=10)
         spec = load_spec_file(EXPERIMENT_FILE)
         spec.update(
@@ -165,6 +169,11 @@ class FleetDemo:
             observation_budget=self.settings.evaluations,
             parallel_bandwidth=self.settings.workers,
         )
+        if self.settings.max_cost_usd is not None:
+            spec["metadata"] = {
+                **(spec.get("metadata") or {}),
+                "max_cost_usd": self.settings.max_cost_usd,
+            }
         experiment = self.client.create_experiment(spec)
         self.experiment_id = str(experiment["id"])
         self.objective = experiment["metrics"][0].get("objective") or "maximize"
@@ -179,6 +188,11 @@ class FleetDemo:
             Injection("termination"),
             Injection("spot-interruption"),
         ]
+        if self.settings.max_cost_usd is not None:
+            # An instance lost just before the cap leaves its suggestion open until its lease
+            # runs out, and the drained fleet is gone by then: a cap run shows cost, not faults.
+            self.injections = []
+            self.event(f"cost cap ${self.settings.max_cost_usd:g} (simulated prices): no faults")
 
     def agent_settings(self) -> dict[str, str]:
         """The env file every agent gets (as /etc/optfleet/agent.env on EC2); short timings."""
@@ -207,6 +221,7 @@ class FleetDemo:
             "HARTMANN6_SECONDS": str(self.settings.eval_seconds),
             "HARTMANN6_STEPS": str(self.settings.steps),
             "HARTMANN6_DIVERGE_ABOVE": str(self.settings.diverge_above),
+            **self.cost.agent_env(),  # boto3 reads these from the process environment
         }
 
     def launch(self, spec: tuple[str, str, str], role: str) -> str:
@@ -224,6 +239,7 @@ class FleetDemo:
         instance.root.mkdir(parents=True)
         self.instances[instance_id] = instance
         self.roles[instance_id] = role
+        self.cost.launched(instance_id, instance_type, zone, lifecycle, self.experiment_id)
         instance.power_on()
         self.event(f"launched {instance_id} ({instance_type}, {lifecycle}, {zone})")
         return instance_id
@@ -373,6 +389,7 @@ class FleetDemo:
 
     def record_gone(self, instance_id: str) -> None:
         """Remember which suggestions the server holds from a just-terminated instance."""
+        self.cost.ended(instance_id)
         self.gone[instance_id] = sorted(
             str(o.get("suggestion"))
             for o in self._client().observations(self.experiment_id)
@@ -543,6 +560,7 @@ class FleetDemo:
             state = instance.state
             if state in ("running", "rebooting") and not instance.agent_running:
                 state = instance.state = "finished"
+                self.cost.ended(instance_id)  # drained: as when_done=terminate on EC2
             lines.append(
                 InstanceLine(
                     instance_id=instance_id,
@@ -672,8 +690,25 @@ class FleetDemo:
             ],
             timed_out=timed_out,
             server_start_s=round(self.server_start_s, 1),
+            stop_reasons=self.stop_reasons(),
+            cost=self.cost.summary(
+                self.experiment_id,
+                observations,
+                client.open_suggestions(self.experiment_id),
+                client.experiment(self.experiment_id),
+            ),
         )
         return result
+
+    def stop_reasons(self) -> dict[str, int]:
+        """How many agents finished for which reason (budget_reached, cost_cap_reached, …)."""
+        reasons: dict[str, int] = {}
+        for instance in self.instances.values():
+            for record in instance.recent_events():
+                if record.get("event") == "agent_finished":
+                    reason = str(record.get("reason"))
+                    reasons[reason] = reasons.get(reason, 0) + 1
+        return reasons
 
     def stop(self, keep_server: bool, keep_logs: bool) -> None:
         """Stop every agent and metadata service; the server too unless it is kept.
@@ -689,6 +724,7 @@ class FleetDemo:
                 print(f"optfleet demo: stopping {instance.instance_id}: {exc}", file=sys.stderr)
         if self.client is not None:
             self.client.close()
+        self.cost.stop()
         if keep_server:
             self.server.detach()
         else:

@@ -25,6 +25,7 @@ from worker_bootstrap.adoption import (
 )
 from worker_bootstrap.api_client import AmbiguousRequest, ApiClient, ApiError, ApiUnavailable
 from worker_bootstrap.config import Settings
+from worker_bootstrap.cost_cap import CostCap, CostUnknown
 from worker_bootstrap.crash import CrashHook
 from worker_bootstrap.evaluation import (
     Evaluator,
@@ -37,7 +38,9 @@ from worker_bootstrap.imds import Identity, ImdsClient, ImdsUnavailable
 from worker_bootstrap.journal import CREATED, EVALUATED, REPORTED, Entry, Journal
 from worker_bootstrap.logs import EventLog
 from worker_bootstrap.metadata import merged
+from worker_bootstrap.pricing import Price, PriceBook
 from worker_bootstrap.results import Outcome
+from worker_bootstrap.suggestion_spend import SpendTracker
 
 Json = Dict[str, Any]
 
@@ -84,6 +87,7 @@ class Agent:
         crash: Optional[CrashHook] = None,
         stop_event: Optional[threading.Event] = None,
         detector: Optional[Detector] = None,
+        prices: Optional[PriceBook] = None,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -120,6 +124,14 @@ class Agent:
         self._progress_stale = False
         log.instance_id = self.me
         log.experiment_id = self.experiment_id
+        # Cost: prices cached on this instance's disk; the cap checked before each suggestion.
+        self.prices = prices or PriceBook(
+            settings.state_dir / "prices.json", clock=clock, enabled=settings.pricing
+        )
+        self.spend = SpendTracker(self.me, self._own_price, monotonic=monotonic)
+        self.cost_cap = CostCap(
+            self.experiment_id, self._region(), self.prices, settings.max_cost_usd, clock=clock
+        )
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -176,14 +188,18 @@ class Agent:
             if self._scan_now or self.monotonic() >= self._next_scan:
                 self._scan()
                 continue
+            if self._cost_cap_reached(experiment):
+                reason = "cost_cap_reached"
+                break
             suggestion = self._create_suggestion()
             if suggestion is not None:
                 self._evaluate_and_report(suggestion, resumed=False)
         self.summary.stop_reason = reason
-        if reason == "budget_reached" and self.settings.adopt and not self.stop_event.is_set():
+        finishing = reason in ("budget_reached", "cost_cap_reached")
+        if finishing and self.settings.adopt and not self.stop_event.is_set():
             self._scan()  # last look for orphans so nothing is left open
         self.log.event("agent_finished", reason=reason, **_counts(self.summary))
-        if reason in ("budget_reached", "experiment_deleted"):
+        if reason in ("budget_reached", "cost_cap_reached", "experiment_deleted"):
             self._when_done()
         return self.summary
 
@@ -202,6 +218,32 @@ class Agent:
         if limit is not None and self.summary.evaluations >= limit:
             return "max_evaluations"
         return ""
+
+    def _own_price(self) -> Price:
+        ident = self.identity
+        return self.prices.price(
+            ident.instance_type, ident.lifecycle, ident.availability_zone, ident.region
+        )
+
+    def _cost_cap_reached(self, experiment: Json) -> bool:
+        """True once the estimated spend reaches the dollar cap (docs/infra.md, Cost)."""
+        from worker_bootstrap.aws import AwsError
+
+        try:
+            check = self.cost_cap.check(experiment)
+        except CostUnknown as exc:
+            self.log.event("cost_cap_unknown", error=str(exc))
+            raise AwsError(str(exc)) from None
+        if check is None:
+            return False
+        self.log.event(
+            "cost_checked",
+            spend_usd=round(check.spend_usd, 6),
+            cap_usd=check.cap_usd,
+            instances=check.instances,
+            reached=int(check.reached),
+        )
+        return check.reached
 
     def _experiment(self, at_start: bool = False) -> Json:
         try:
@@ -414,6 +456,7 @@ class Agent:
         entry.lease_expires_at = lease_expiry(suggestion, self.settings.lease_ttl_s)
         entry.previous_instance_ids = str(metadata.get("previous_instance_ids") or "")
         self.journal.save(entry)
+        self.spend.begin(sid, metadata)
         previous = [p for p in entry.previous_instance_ids.split(",") if p]
         task = Task(
             experiment_id=self.experiment_id,
@@ -428,9 +471,11 @@ class Agent:
         started = self.monotonic()
         outcome = self._evaluate(task, entry)
         if outcome is None:
+            self.spend.end(sid)
             return
         duration = round(self.monotonic() - started, 3)
         entry.observation = self._observation_body(sid, outcome, task, duration, metadata)
+        self.spend.end(sid)
         entry.stage = EVALUATED
         entry.child_pid = None
         entry.child_start = None
@@ -450,6 +495,7 @@ class Agent:
     ) -> Json:
         agent: Json = self.identity_metadata()
         agent.update(duration_s=duration, attempt=task.attempt, resumed=1 if task.resumed else 0)
+        agent.update(self.spend.observation_metadata(sid))
         for key in ("adopted_by", "previous_instance_ids"):
             if suggestion_metadata.get(key):
                 agent[key] = suggestion_metadata[key]
@@ -569,6 +615,7 @@ class Agent:
             current = self.api.suggestion(self.experiment_id, sid)
             metadata = dict(current.get("metadata") or {})
             metadata["interrupted_at"] = int(self.clock())
+            self.spend.stamp(sid, metadata)
             self.api.update_suggestion_metadata(self.experiment_id, sid, metadata)
             self.log.event("interruption_recorded", sid)
         except (ApiError, ApiUnavailable) as exc:
@@ -588,6 +635,7 @@ class Agent:
         if entry.claim_nonce and metadata.get("claim_nonce") != entry.claim_nonce:
             return False
         metadata["lease_expires_at"] = self._lease()
+        self.spend.stamp(entry.suggestion_id, metadata)
         try:
             self.api.update_suggestion_metadata(self.experiment_id, entry.suggestion_id, metadata)
         except (ApiError, ApiUnavailable) as exc:

@@ -173,3 +173,8 @@ def terminate_instance(instance_id: str, region: Optional[str]) -> str:
     except Exception as exc:
         raise AwsError(f"terminating {instance_id}: {type(exc).__name__}: {exc}") from None
     return "terminated"
+
+
+def client(service: str, region: Optional[str]) -> Any:
+    """A boto3 client with timeouts and bounded retries (for pricing and cost lookups)."""
+    return _client(service, region)

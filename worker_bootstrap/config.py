@@ -37,6 +37,8 @@ KEYS = (
     "OPTFLEET_ADOPT",
     "OPTFLEET_ORPHAN_DETECTION",
     "OPTFLEET_PAGE_LIMIT",
+    "OPTFLEET_MAX_COST_USD",
+    "OPTFLEET_PRICING",
 )
 
 # Instance tags that may supply settings (never the token: tags are not secret).
@@ -78,6 +80,8 @@ class Settings:
     adopt: bool = True
     orphan_detection: str = "auto"
     page_limit: Optional[int] = None
+    max_cost_usd: Optional[float] = None
+    pricing: bool = True
     sources: Dict[str, str] = field(default_factory=dict)
 
     @property
@@ -247,6 +251,17 @@ def settings_from(values: Mapping[str, str], command: Optional[List[str]] = None
         settings.page_limit = _integer("OPTFLEET_PAGE_LIMIT", values["OPTFLEET_PAGE_LIMIT"])
     if values.get("OPTFLEET_ADOPT"):
         settings.adopt = _flag("OPTFLEET_ADOPT", values["OPTFLEET_ADOPT"])
+    if values.get("OPTFLEET_PRICING"):
+        settings.pricing = _flag("OPTFLEET_PRICING", values["OPTFLEET_PRICING"])
+    if values.get("OPTFLEET_MAX_COST_USD"):
+        from worker_bootstrap.cost_cap import parse_cap
+
+        try:
+            settings.max_cost_usd = parse_cap(
+                values["OPTFLEET_MAX_COST_USD"], "OPTFLEET_MAX_COST_USD"
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     settings.sources = {
         key: ("***" if key == "SIGOPT_API_TOKEN" else v) for key, v in values.items()
     }

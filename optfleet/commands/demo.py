@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from optfleet.api_client import ApiError
+from optfleet.demo_cost import print_cost_table
 from optfleet.fleet_demo import DemoSettings, FleetDemo
 
 HELP = "simulate a whole fleet on this machine"
@@ -52,6 +53,7 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
         diverge_above=base.diverge_above,
         lease_ttl_s=base.lease_ttl_s,
         timeout_s=args.timeout if args.timeout is not None else base.timeout_s,
+        max_cost_usd=args.max_cost,
     )
 
 
@@ -69,6 +71,9 @@ def settings_problem(settings: DemoSettings) -> str | None:
         )
     if not 0.2 <= settings.eval_seconds <= 600:
         return f"--eval-seconds: expected 0.2 to 600 seconds, got {settings.eval_seconds:g}"
+    if settings.max_cost_usd is not None and not settings.max_cost_usd > 0:
+        cap = settings.max_cost_usd
+        return f"--max-cost: expected a positive number of (simulated) dollars, got {cap:g}"
     if settings.timeout_s <= 0:
         return f"--timeout: expected a positive number of seconds, got {settings.timeout_s:g}"
     return None
@@ -98,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout", type=float, help="give up after this many seconds (default 170)"
+    )
+    parser.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="dollar cap on the experiment (simulated prices): the fleet drains when reached",
     )
 
 
@@ -134,6 +145,8 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
         )
         for missed in injection.get("missed") or []:
             console.print(f"  missed first: {missed}", style="dim")
+    if summary.get("cost"):
+        print_cost_table(console, summary["cost"])
     console.print(
         f"observations {summary['observations']} (failed {summary['failed']}), resumed "
         f"{summary['resumed']}, adopted {summary['adopted']}, duplicates {summary['duplicates']}, "

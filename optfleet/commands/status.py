@@ -13,7 +13,10 @@ from rich.table import Table
 from optfleet.api_client import ApiError, client_from_args
 from optfleet.aws_inventory import TAG_KEY, make_clients, tagged_instances
 from optfleet.commands.experiment import add_api_arguments
+from optfleet.experiment_cost import Bucket, ExperimentCost, experiment_cost, usd
 from optfleet.fleet_status import FleetStatus, join_fleet_status
+from optfleet.prices import operator_price_book
+from worker_bootstrap.fleet_spend import fleet_spend
 
 HELP = "instances joined with their suggestions"
 
@@ -28,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=TAG_KEY,
         help=f"instance tag holding the experiment id (default {TAG_KEY})",
     )
+    parser.add_argument(
+        "--control-stack",
+        metavar="NAME",
+        help="also show the EC2 spend of this control-plane stack (e.g. optfleet-control)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -36,12 +44,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         client = client_from_args(args.api_url, args.api_token)
         try:
+            experiment = client.experiment(args.experiment)
             open_suggestions = client.open_suggestions(args.experiment)
             observations = client.observations(args.experiment)
         finally:
             client.close()
         ec2, _logs = make_clients(args.region)
         instances = tagged_instances(ec2, args.experiment, args.tag_key)
+        prices = operator_price_book()
+        now = time.time()
+        spend = fleet_spend(ec2, args.experiment, prices, now, ec2.meta.region_name, args.tag_key)
+        control = None
+        if args.control_stack:
+            # The control plane's instances carry Stack=<name> (its stack tags them all).
+            control = fleet_spend(
+                ec2, args.control_stack, prices, now, ec2.meta.region_name, "Stack"
+            )
     except ApiError as exc:
         print(f"optfleet status: {exc}", file=sys.stderr)
         return 1
@@ -49,12 +67,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"optfleet status: AWS: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     status = join_fleet_status(instances, open_suggestions, observations)
+    cost = experiment_cost(spend, observations, open_suggestions, experiment)
+    if control is not None:
+        cost.control_plane = Bucket(control.seconds, control.usd)
     if args.json:
-        print(
-            json.dumps({"experiment": args.experiment, **status.as_json()}, indent=2, default=str)
-        )
+        body = {"experiment": args.experiment, **status.as_json(), "cost": cost.as_json()}
+        print(json.dumps(body, indent=2, default=str))
     else:
         print_status(status, args.experiment)
+        print_cost(Console(), cost)
     return 0
 
 
@@ -116,3 +137,43 @@ def print_status(status: FleetStatus, experiment_id: str) -> None:
             "[yellow]idle[/yellow] instances (running, no open suggestion): "
             + ", ".join(status.idle_instances)
         )
+
+
+def print_cost(console: Console, cost: ExperimentCost) -> None:
+    """The spend, its split and the cap, under the status table."""
+    fleet = cost.fleet
+    if fleet is None:
+        console.print("cost: unknown (EC2 could not be read)")
+        return
+    idle = cost.idle_booting
+    console.print(
+        f"cost (estimate): {usd(fleet.usd)} for {fleet.seconds / 3600:.2f} instance-hours, "
+        f"now {usd(cost.fleet_usd_per_hour)}/h"
+    )
+    console.print(
+        f"  evaluating {usd(cost.evaluating.usd)} (in progress {usd(cost.in_progress.usd)}), "
+        f"idle/booting {usd(idle.usd if idle else None)}, wasted {usd(cost.wasted.usd)} "
+        f"(failed {usd(cost.failed.usd)}, interrupted {usd(cost.interrupted.usd)})"
+    )
+    if cost.control_plane is not None:
+        console.print(
+            f"  control plane (its EC2 instances only, shared by its experiments): "
+            f"{usd(cost.control_plane.usd)}"
+        )
+    for problem in cost.unknown_prices:
+        console.print(f"  [yellow]price unknown[/yellow] {problem}")
+    if cost.cap_usd is None:
+        return
+    if cost.cap_reached and not cost.stopped_by_cap:
+        console.print(
+            f"cost cap {usd(cost.cap_usd)}: reached after the observation budget stopped the "
+            "experiment"
+        )
+    elif cost.cap_reached:
+        console.print(
+            f"[bold red]cost cap {usd(cost.cap_usd)} reached[/bold red]: the cap stopped the "
+            "experiment; agents create no new suggestions, running evaluations finish and the "
+            "fleet drains (when_done)"
+        )
+    else:
+        console.print(f"cost cap {usd(cost.cap_usd)}: {usd(fleet.usd)} spent so far")

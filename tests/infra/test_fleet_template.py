@@ -42,7 +42,12 @@ DLAMI_PARAMETER = (
     "base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
 )
 # Actions AWS authorizes only on "*" (no resource-level permissions).
-STAR_RESOURCE_ACTIONS = {"ec2:DescribeInstances", "autoscaling:DescribeAutoScalingInstances"}
+STAR_RESOURCE_ACTIONS = {
+    "ec2:DescribeInstances",
+    "autoscaling:DescribeAutoScalingInstances",
+    "ec2:DescribeSpotPriceHistory",
+    "pricing:GetProducts",
+}
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ fine, one whose evaluation reports failure and one whose evaluation crashes.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,6 @@ from typing import Any
 import pytest
 
 from tests.agent.helpers import AgentProcess, Api, emulator
-from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.support.ports import wait_until
 from tests.support.server import RunningServer
 
@@ -134,21 +132,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         # Metadata is user data: an open suggestion whose values are markup.
         api.create_suggestion(eid, {"instance_id": XSS_INSTANCE, "note": "<script>x()</script>"})
         yield Fleet(server=server, api=api, experiment_id=eid, other_token=_new_token(server))
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: make system-deps installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def sign_in(browser: Any, fleet: Fleet, token: str | None = None) -> Any:

@@ -150,7 +150,38 @@
       e.observation_count + ' observations' + budget + ' · ' + failed + ' failed · ' +
       e.open_suggestion_count + ' open suggestions' +
       (e.parallel_bandwidth ? ' (parallel bandwidth ' + e.parallel_bandwidth + ')' : '') +
-      (e.state !== 'active' ? ' · ' + e.state : '');
+      (e.state !== 'active' ? ' · ' + e.state : '') + costSummary();
+  }
+
+  // The agents stamp cost_usd on each observation (absent when the price was unknown).
+  function cumulativeCosts(chronological) {
+    const costKey = data.metadata_keys.indexOf('cost_usd');
+    let total = 0;
+    return chronological.map((o) => {
+      const cost = costKey < 0 ? undefined : o[6][costKey];
+      if (total === null || typeof cost !== 'number') total = null;
+      else total += cost;
+      return total;
+    });
+  }
+
+  // The split the page can know without EC2: failed evaluations and earlier (interrupted or
+  // taken-over) attempts are wasted; idle and boot time is in `optfleet status`.
+  function costSummary() {
+    const costKey = data.metadata_keys.indexOf('cost_usd');
+    if (costKey < 0) return '';
+    const totals = cumulativeCosts(data.observations.slice().reverse());
+    const total = totals.length ? totals[totals.length - 1] : 0;
+    if (total === null) return ' · observations cost unknown (a price is unknown)';
+    const earlierKey = data.metadata_keys.indexOf('earlier_attempts_cost_usd');
+    let failed = 0;
+    let earlier = 0;
+    for (const o of data.observations) {
+      if (o[2] === 1) failed += o[6][costKey];
+      else if (earlierKey >= 0 && typeof o[6][earlierKey] === 'number') earlier += o[6][earlierKey];
+    }
+    return ' · observations cost $' + total.toFixed(4) + ' (wasted: failed $' + failed.toFixed(4) +
+      ', earlier attempts $' + earlier.toFixed(4) + ')';
   }
 
   function fillHead(table, names) {
@@ -232,8 +263,9 @@
     const table = $('history-table');
     const keys = usedKeys(data.observations, 6);
     renderFilterChoices(keys);
-    const rest = keys.slice(1);
-    fillHead(table, ['Id', 'Created (UTC)', 'Status', 'instance_id', ...data.metrics.map(metricLabel),
+    const costKey = data.metadata_keys.indexOf('cost_usd');
+    const rest = keys.slice(1).filter((k) => k !== costKey);
+    fillHead(table, ['Id', 'Created (UTC)', 'Status', 'instance_id', 'Cost (USD)', ...data.metrics.map(metricLabel),
       ...data.parameters.map((p) => p.name), ...rest.map((k) => data.metadata_keys[k])]);
     const rows = filteredObservations();
     const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
@@ -248,6 +280,7 @@
       tr.appendChild(el('td', utc(row[1])));
       tr.appendChild(el('td', row[2] === 1 ? 'failed' : 'ok', row[2] === 1 ? 'bad' : 'good'));
       tr.appendChild(el('td', fmt(row[6][0]), 'instance'));
+      tr.appendChild(el('td', costKey < 0 ? '' : fmt(row[6][costKey]), 'num cost'));
       for (let i = 0; i < data.metrics.length; i++) tr.appendChild(el('td', fmt(row[5][i]), 'num'));
       for (const value of row[4]) tr.appendChild(el('td', fmt(value), 'num'));
       for (const k of rest) tr.appendChild(el('td', fmt(row[6][k]), 'meta'));
@@ -410,10 +443,13 @@
     const best = [];
     let bestSoFar = null;
     const maximize = !metric || metric.objective !== 'minimize';
+    const byCost = $('history-x').value === 'cost';
+    const costs = cumulativeCosts(chronological);
     chronological.forEach((o, n) => {
       const v = o[5][index];
       if (o[2] === 1 || v === null || v === undefined) return;
-      xs.push(n + 1);
+      if (byCost && costs[n] === null) return;  // unknown cost: no point rather than a wrong one
+      xs.push(byCost ? costs[n] : n + 1);
       ys.push(v);
       if (bestSoFar === null || (maximize ? v > bestSoFar : v < bestSoFar)) bestSoFar = v;
       best.push(bestSoFar);
@@ -426,7 +462,7 @@
       ],
       layout: {
         margin: { t: 30, r: 20, b: 40, l: 60 },
-        xaxis: { title: { text: 'observation number' } },
+        xaxis: { title: { text: byCost ? 'cumulative cost (USD)' : 'observation number' } },
         yaxis: { title: { text: metric ? metricLabel(metric) : 'value' } },
         title: { text: failed ? failed + ' failed observations not shown' : '', font: { size: 12 } },
       },
@@ -562,7 +598,7 @@
   });
   $('page-prev').addEventListener('click', () => { view.page = Math.max(0, view.page - 1); renderHistory(); });
   $('page-next').addEventListener('click', () => { view.page += 1; renderHistory(); });
-  for (const id of ['history-metric', 'full-y', 'full-color', 'parcoords-color', 'parcoords-limit']) {
+  for (const id of ['history-metric', 'history-x', 'full-y', 'full-color', 'parcoords-color', 'parcoords-limit']) {
     $(id).addEventListener('change', () => renderAnalysis());
   }
   const requested = window.location.hash.replace('#', '');

@@ -88,7 +88,8 @@ def main() -> int:
             "reboot_to_resumed_evaluation_s", "-"),
         row("power cut (SIGKILL of PID 1) -> booted again -> resumed evaluation running",
             "power_cut_to_resumed_evaluation_s", "-"),
-        row("API back after a 60 s outage at boot -> interrupted suggestion adopted",
+        row("API back after a 60 s outage at boot -> interrupted suggestion adopted "
+            "(includes the claim's settle wait, 2 x HTTP timeout + 5 s = 65 s)",
             "api_back_to_adoption_s", "-"),
     ]  # fmt: skip
     body = "\n".join(

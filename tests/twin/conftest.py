@@ -103,7 +103,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             started.append(server)
             api = InNamespace(netns, Api(services.API_URL, TOKEN))
             experiment_id = api.create_experiment(budget=4, name="instance twin")
-            fleet = deploy_fleet(netns, workdir, experiment_id, TOKEN, fleet_size=2)
+            # One instance: a spot-interrupted one is replaced by the group, and the replacement
+            # (twin B) is then the only live candidate to adopt its suggestion, as on AWS.
+            fleet = deploy_fleet(netns, workdir, experiment_id, TOKEN, fleet_size=1)
             world = World(netns, workdir, env, server, api, fleet, twins=twins)
             yield world
         finally:

@@ -78,6 +78,14 @@ def _network_and_secret(token: str) -> tuple[str, list[str]]:
     return vpc_id, subnets
 
 
+def group_instances(group_name: str) -> list[str]:
+    """Ids of the group's instances now (the group replaces a terminated one, as on AWS)."""
+    [group] = aws("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])[
+        "AutoScalingGroups"
+    ]
+    return sorted(i["InstanceId"] for i in group["Instances"])
+
+
 def _read_back(experiment_id: str) -> DeployedFleet:
     stack = aws("cloudformation").describe_stacks(StackName=f"optfleet-{experiment_id}")["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack[0]["Outputs"]}

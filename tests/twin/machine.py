@@ -237,5 +237,10 @@ class Twin:
             ]
             return bool(found)
 
-        wait_until(seen, timeout_s, f"{self.name}: {what}", interval_s=0.5)
+        try:
+            wait_until(seen, timeout_s, f"{self.name}: {what}", interval_s=0.5)
+        except TimeoutError as exc:
+            # The twin's disk goes with it at the end of the test: say what the agent did.
+            tail = "\n".join(self.messages("-u", "optfleet-agent.service")[-20:])
+            raise TimeoutError(f"{exc}; the agent's last journal lines:\n{tail}") from None
         return found[0]

@@ -2,9 +2,10 @@
 systemd, rebooted and power-cut mid-evaluation, interrupted, adopted and drained.
 
 The scenarios run in order on the same experiment and share twins, as one instance's life does:
-twin A boots (1), reboots (2), loses power (3) and gets a spot notice (4); twin B boots while the
-API is down (6), adopts A's interrupted suggestion (4), and terminates itself at the budget (5).
-Each asserts from the server's data and the twin's own journal.
+twin A boots (test 1), reboots (2), loses power (3) and gets a spot notice (4); twin B boots
+while the API is down for its first minute, adopts A's interrupted suggestion (5), and terminates
+itself through Auto Scaling at the budget, then powers off (6). Each asserts from the server's
+data and the twin's own journal.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 from tests.support.ports import wait_until
 from tests.twin import services
 from tests.twin.conftest import World
+from tests.twin.fleet import group_instances
 from tests.twin.machine import Twin
 
 BOOT_S = 300  # bounds for waits, never expectations: a loaded 2-core CI machine is slow
@@ -196,7 +198,8 @@ def test_4_spot_notice_leaves_the_suggestion_open_and_stops_the_unit(
     assert left["state"] == "open"
     assert int(left["metadata"]["interrupted_at"]) > 0
     assert left["metadata"]["instance_id"] == twin_a.instance_id
-    # AWS then reclaims the instance: terminated in EC2, and the machine powers off.
+    # AWS then reclaims the instance: terminated in EC2 (the group launches a replacement), and
+    # the machine powers off.
     world.aws("ec2").terminate_instances(InstanceIds=[twin_a.instance_id])
     assert twin_a.shutdown() == 0
 
@@ -207,7 +210,9 @@ API_DOWN_S = 60  # scenario 6: the API is unreachable for the first minute of tw
 @pytest.fixture(scope="module")
 def twin_b(world: World, twin_a: Twin) -> Twin:
     assert not twin_a.running, "twin A must be gone before B's metadata service takes its place"
-    instance_id = world.fleet.instance_ids[1]
+    # The Auto Scaling group replaced the terminated instance A: twin B is that replacement.
+    [instance_id] = world.netns.call(group_instances, world.fleet.group_name)
+    assert instance_id != twin_a.instance_id
     return world.instance("twin-b", instance_id, lifecycle="on-demand", hostname="ip-10-9-2-20")
 
 

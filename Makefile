@@ -8,12 +8,12 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_VALIDATION := false
 
 .PHONY: demo test lint typecheck pytest deps system-deps server bench clean wheelhouse \
-	bench-quality-deps bench-quality
+	bench-quality-deps bench-quality twin-root
 
 demo: deps
 	$(BIN)/optfleet demo
 
-test: deps system-deps lint typecheck pytest
+test: deps system-deps twin-root lint typecheck pytest
 
 deps: $(STAMPS)/venv $(STAMPS)/node $(STAMPS)/wheelhouse.done
 
@@ -31,7 +31,7 @@ $(STAMPS)/node: package-lock.json
 	touch $@
 
 # infra: wheels the fleet's instances install offline (the agent's pure-python dependencies for
-# the AMI's Python 3.9), the control plane's server wheels (requirements/server.lock, regenerate
+# the workers' python3.11, see docs/agent.md), the control plane's server wheels (requirements/server.lock, regenerate
 # with `uv pip compile pyproject.toml --extra server --extra aws --python-version 3.11
 # --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements/server.lock`) and the
 # build backend that builds optfleet's own wheel at synth time
@@ -41,7 +41,7 @@ wheelhouse: $(STAMPS)/wheelhouse.done
 $(STAMPS)/wheelhouse.done: requirements/agent.lock requirements/build.lock requirements/server.lock | $(STAMPS)/venv
 	rm -rf $(STAMPS)/wheelhouse $(STAMPS)/build-wheels $(STAMPS)/server-wheelhouse
 	$(BIN)/python -m pip download -q --disable-pip-version-check --require-hashes --no-deps \
-	  --only-binary=:all: --python-version 3.9 --implementation py --abi none --platform any \
+	  --only-binary=:all: --python-version 3.11 --implementation py --abi none --platform any \
 	  -d $(STAMPS)/wheelhouse -r requirements/agent.lock
 	$(BIN)/python -m pip download -q --disable-pip-version-check --require-hashes --no-deps \
 	  --only-binary=:all: -d $(STAMPS)/build-wheels -r requirements/build.lock
@@ -56,6 +56,23 @@ $(STAMPS)/wheelhouse.done: requirements/agent.lock requirements/build.lock requi
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -c "import infra.fleet_stack, cdk_nag"
 	touch $@
 
+# The instance twin's root file system (tests/twin/): Debian bookworm with systemd, cloud-init,
+# python3.11 and the AWS CLI, built once (debootstrap, ~1.5 min) and read-only for the tests.
+# A machine that cannot build it (no root, no debootstrap/systemd-nspawn) records why, and the
+# twin tests skip with that reason; any other failure fails the build.
+twin-root: $(STAMPS)/twin-root.done
+
+$(STAMPS)/twin-root.done: tests/twin/build-rootfs.sh requirements/twin-awscli.lock | $(STAMPS)/venv
+	@rm -f $(STAMPS)/twin-unavailable
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "the instance twin needs root (systemd-nspawn, network namespaces)" >$(STAMPS)/twin-unavailable; \
+	elif ! command -v debootstrap >/dev/null || ! command -v systemd-nspawn >/dev/null; then \
+	  echo "debootstrap/systemd-nspawn missing and not installable here (make system-deps)" >$(STAMPS)/twin-unavailable; \
+	else \
+	  bash tests/twin/build-rootfs.sh $(STAMPS)/twin-root requirements/twin-awscli.lock $(BIN)/python; \
+	fi
+	touch $@
+
 # Debian packages the tests use; installed only when missing.
 system-deps:
 	@missing=""; \
@@ -66,6 +83,16 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@# The instance twin's tools: best effort, a machine without them skips the twin (twin-root).
+	@twin=""; \
+	command -v systemd-nspawn >/dev/null || twin="$$twin systemd-container"; \
+	command -v debootstrap >/dev/null || twin="$$twin debootstrap"; \
+	command -v ip >/dev/null || twin="$$twin iproute2"; \
+	if [ -n "$$twin" ]; then \
+	  echo "installing:$$twin"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$twin >/dev/null) \
+	    || echo "could not install$$twin: the instance twin tests will skip"; \
 	fi
 
 lint: deps

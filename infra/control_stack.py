@@ -11,13 +11,18 @@ from infra import control_exports
 from infra.assets import AgentWheelhouse
 from infra.control_plane import ControlPlane
 from infra.control_settings import ControlSettings
-from infra.network import FleetNetwork
+from infra.network import FleetNetwork, deploy_time_azs
 from infra.wheelhouse import WheelhousePaths
 
 
 class ControlPlaneStack(Stack):
     """The suggestion server the fleets talk to; `cdk destroy` keeps its data unless
     ``delete_data`` was set. Environment-agnostic unless account and region are given."""
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """Two AZs chosen at deploy time, pinned environment or not: synth needs no credentials."""
+        return deploy_time_azs()
 
     def __init__(
         self,

@@ -9,12 +9,12 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from infra.user_data import BOOT_DIR, AssetLocation, boot_body
+from infra.user_data import AMI_PYTHON, BOOT_DIR, AssetLocation, boot_body
 
 BODY_PATH: Path = BOOT_DIR / "control-user-data.sh"
 # AL2023's python3 is 3.9; FastAPI evaluates `X | None` annotations at run time, which 3.9
-# cannot, and requirements/server.lock is resolved for 3.11 (AL2023 packages it as python3.11).
-SERVER_PYTHON = "python3.11"
+# cannot, and requirements/server.lock is resolved for 3.11: the workers' python3.11 as well.
+SERVER_PYTHON = AMI_PYTHON
 
 HEADER = """#!/bin/bash
 # optfleet control-plane user data ({size}). No secret below: the API token and the database

@@ -13,7 +13,7 @@ from constructs import Construct
 from infra import control_exports
 from infra.assets import AgentWheelhouse, WorkloadAsset
 from infra.cost_budget import ExperimentBudget
-from infra.network import FleetNetwork
+from infra.network import FleetNetwork, deploy_time_azs
 from infra.settings import FleetSettings
 from infra.wheelhouse import WheelhousePaths
 from infra.worker_fleet import WorkerFleet, fleet_tags
@@ -25,6 +25,11 @@ class ExperimentFleetStack(Stack):
     Environment-agnostic unless ``settings.account`` and ``settings.region`` are given, so
     `cdk synth` needs no AWS credentials.
     """
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """Two AZs chosen at deploy time, pinned environment or not: synth needs no credentials."""
+        return deploy_time_azs()
 
     def __init__(
         self,

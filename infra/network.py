@@ -18,6 +18,15 @@ from infra.nag import acknowledge
 DEFAULT_CIDR = "10.42.0.0/16"
 
 
+def deploy_time_azs(count: int = 2) -> list[str]:
+    """The region's first ``count`` AZs resolved by CloudFormation (Fn::GetAZs) at deploy time.
+
+    A stack with a pinned account/region would otherwise look its AZs up at synth time, which
+    needs AWS credentials; stacks return this from their ``availability_zones``.
+    """
+    return [Fn.select(index, Fn.get_azs()) for index in range(count)]
+
+
 class FleetNetwork(Construct):
     """A VPC and the subnets instances launch into.
 

@@ -18,11 +18,17 @@ BOOT_DIR = Path(__file__).parent / "boot"
 BODY_PATH = BOOT_DIR / "worker-user-data.sh"
 COMMON_PATH = BOOT_DIR / "common.sh"
 
+# The workers' interpreter: AL2023's stock python3 is 3.9, which boto3 stopped supporting after
+# 2026-04-29 (no more security fixes); AL2023 packages python3.11 (the control plane's too), and
+# the boot script installs it with dnf when the AMI lacks it. docs/agent.md explains the choice.
+AMI_PYTHON = "python3.11"
+
 HEADER = """#!/bin/bash
 # optfleet worker user data for experiment {experiment_id}. No secret below: the API token is
 # read at run time from Secrets Manager by the agent.
 set -euo pipefail
 shopt -s inherit_errexit
+OPTFLEET_PYTHON="${{OPTFLEET_PYTHON:-{python}}}"
 """
 
 
@@ -76,7 +82,7 @@ def render_user_data(
         ("AWS_REGION_NAME", region),
         ("LOG_GROUP", log_group_name),
     )
-    lines = [HEADER.format(experiment_id=experiment_id)]
+    lines = [HEADER.format(experiment_id=experiment_id, python=AMI_PYTHON)]
     lines += [f"{name}={shlex.quote(value)}" for name, value in variables]
     lines.append("AGENT_SETTINGS=(")
     lines += [f"  {shlex.quote(f'{key}={value}')}" for key, value in agent_pairs.items()]

@@ -25,6 +25,10 @@ from email.parser import Parser
 from pathlib import Path
 from typing import Optional
 
+from infra.user_data import AMI_PYTHON
+
+# "3.11": the workers' interpreter, which the instances' wheels are chosen for.
+AMI_PYTHON_VERSION = AMI_PYTHON.removeprefix("python")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DEPENDENCY_WHEELS = REPO_ROOT / ".stamps" / "wheelhouse"
 DEFAULT_BUILD_WHEELS = REPO_ROOT / ".stamps" / "build-wheels"
@@ -102,7 +106,7 @@ def build_wheelhouse(
     """Return a folder with optfleet's wheel and its dependency wheels, building it if needed.
 
     ``include_server`` adds the `server` extra's wheels for CPython 3.11 (the control plane's
-    instances); the fleet's wheelhouse stays the small pure-python one for Python 3.9.
+    instances); the fleet's wheelhouse stays the small pure-python one.
     """
     paths = paths or WheelhousePaths.from_environment()
     dependency_wheels = sorted(paths.dependency_wheels.glob("*.whl"))
@@ -193,7 +197,7 @@ def stage_workload(
 ) -> Path:
     """Return a staged copy of ``workload`` with wheels for its requirements.txt, if it has one.
 
-    Wheels are downloaded for the instances' Python 3.9 and architecture. When every requirement
+    Wheels are downloaded for the instances' Python (3.11) and architecture. When every requirement
     has a wheel, `.optfleet-wheels/COMPLETE` tells the boot script it can skip the package index;
     otherwise the instances fall back to the index for the rest ("where possible").
     """
@@ -235,7 +239,7 @@ def _download_workload_wheels(requirements: Path, out_dir: Path, architecture: s
     ]
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-        "--only-binary=:all:", "--python-version", "3.9", "--implementation", "cp",
+        "--only-binary=:all:", "--python-version", AMI_PYTHON_VERSION, "--implementation", "cp",
         *[arg for platform in platforms for arg in ("--platform", platform)],
         "--dest", str(out_dir), "--requirement", str(requirements),
     ]  # fmt: skip
@@ -253,7 +257,9 @@ def _download_workload_wheels(requirements: Path, out_dir: Path, architecture: s
         )
 
 
-def wheel_problems_for_python(wheelhouse: Path, python_version: str = "3.9") -> list[str]:
+def wheel_problems_for_python(
+    wheelhouse: Path, python_version: str = AMI_PYTHON_VERSION
+) -> list[str]:
     """Return why any wheel in ``wheelhouse`` cannot install on CPython ``python_version`` (static).
 
     Checks the tags in the file name (pure python: `py3-none-any`-like) and the

@@ -2,14 +2,17 @@
 
 Follows the token contract (PUT /latest/api/token with a TTL header, 401 without a valid token,
 token expiry, 400 for a bad TTL, 403 for a PUT carrying X-Forwarded-For), the identity paths,
-``meta-data/tags/instance``, ``meta-data/spot/instance-action`` and the rebalance recommendation.
+``meta-data/tags/instance``, ``meta-data/spot/instance-action``, the rebalance recommendation and,
+when a role is given, the instance profile's credentials (``meta-data/iam/security-credentials/``),
+which the AWS SDKs and CLI take on EC2.
 
 Besides the AWS paths it serves a small control API under ``/_emulator/`` so another process (the
 demo) can drive it: ``POST /_emulator/spot-action`` ``{"action": "terminate", "in_s": 120}``,
 ``POST /_emulator/rebalance``, ``GET /_emulator/stats``.
 
-Run it alone with ``python -m optfleet.imds_emulator --instance-id i-0123 [--port P]``; it prints
-one JSON line ``{"url": ...}`` and serves until SIGTERM/SIGINT.
+Run it alone with ``python -m optfleet.imds_emulator --instance-id i-0123 [--host H] [--port P]
+[--role-name R]``; it prints one JSON line ``{"url": ...}`` and serves until SIGTERM/SIGINT. The
+instance twin (tests/twin/) runs it at 169.254.169.254:80 inside a private network namespace.
 """
 
 from __future__ import annotations
@@ -61,6 +64,33 @@ class InstanceIdentity:
         }
 
 
+@dataclass
+class RoleCredentials:
+    """The instance profile's role and the temporary credentials IMDS hands out for it."""
+
+    role_name: str
+    access_key_id: str = "ASIAOPTFLEETEMULATOR"
+    secret_access_key: str = "emulated-secret-access-key"  # noqa: S105 - not a secret
+    session_token: str = "emulated-session-token"  # noqa: S105 - not a secret
+    lifetime_s: float = 6 * 3600
+
+    def document(self, now: float) -> dict[str, str]:
+        """``meta-data/iam/security-credentials/ROLE``: what botocore and the CLI parse."""
+        return {
+            "Code": "Success",
+            "LastUpdated": _iso(now),
+            "Type": "AWS-HMAC",
+            "AccessKeyId": self.access_key_id,
+            "SecretAccessKey": self.secret_access_key,
+            "Token": self.session_token,
+            "Expiration": _iso(now + self.lifetime_s),
+        }
+
+
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class ImdsEmulator:
     """One simulated instance's metadata service."""
 
@@ -73,8 +103,10 @@ class ImdsEmulator:
         tags_enabled: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        role: RoleCredentials | None = None,
     ) -> None:
         self.identity = identity or InstanceIdentity()
+        self.role = role
         self.tags = dict(tags or {})
         self.tags_enabled = tags_enabled
         self.token_ttl_max = token_ttl_max
@@ -95,7 +127,7 @@ class ImdsEmulator:
     # -- control ---------------------------------------------------------------------------
 
     def start(self) -> str:
-        """Start serving on 127.0.0.1; returns the base URL (http://127.0.0.1:PORT)."""
+        """Start serving on the listen address; returns the base URL (http://HOST:PORT)."""
         emulator = self
 
         class Handler(_Handler):
@@ -200,8 +232,11 @@ class ImdsEmulator:
             listing = sorted(
                 {key.split("/")[1] + ("/" if key.count("/") > 1 else "") for key in simple}
                 | {"spot/", "events/", "tags/"}
+                | ({"iam/"} if self.role else set())
             )
             return 200, plain, "\n".join(listing)
+        if path.startswith("meta-data/iam"):
+            return self._iam(path, now)
         if path == "dynamic/instance-identity/document":
             return 200, "application/json", json.dumps(self.identity.document(), indent=2)
         if path.startswith("meta-data/tags/instance"):
@@ -219,16 +254,34 @@ class ImdsEmulator:
             if spot is None:
                 return 404, plain, "Not Found"
             action, when = spot
-            stamp = datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            return 200, "application/json", json.dumps({"action": action, "time": stamp})
+            return 200, "application/json", json.dumps({"action": action, "time": _iso(when)})
         if path == "meta-data/events/recommendations/rebalance":
             with self._lock:
                 since = self._rebalance_at
             if since is None or since > now:
                 return 404, plain, "Not Found"
-            stamp = datetime.fromtimestamp(since, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            return 200, "application/json", json.dumps({"noticeTime": stamp})
+            return 200, "application/json", json.dumps({"noticeTime": _iso(since)})
         return 404, plain, "Not Found"
+
+    def _iam(self, path: str, now: float) -> tuple[int, str, str]:
+        """The instance profile paths; 404 everywhere when the instance has no role."""
+        role = self.role
+        if role is None:
+            return 404, "text/plain", "Not Found"
+        if path == "meta-data/iam/info":
+            info = {
+                "Code": "Success",
+                "LastUpdated": _iso(now),
+                "InstanceProfileArn": f"arn:aws:iam::{self.identity.account_id}:"
+                f"instance-profile/{role.role_name}",
+                "InstanceProfileId": "AIPAOPTFLEETEMULATOR",
+            }
+            return 200, "application/json", json.dumps(info, indent=2)
+        if path == "meta-data/iam/security-credentials":
+            return 200, "text/plain", role.role_name
+        if path == f"meta-data/iam/security-credentials/{role.role_name}":
+            return 200, "application/json", json.dumps(role.document(now), indent=2)
+        return 404, "text/plain", "Not Found"
 
     def stats(self) -> dict[str, Any]:
         """Counters for tests and the demo."""
@@ -373,7 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ami-id", default=defaults.ami_id)
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-tags", action="store_true", help="instance metadata tags disabled")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--role-name", help="serve instance profile credentials for this role (default: none)"
+    )
     args = parser.parse_args(argv)
     tags: dict[str, str] = {}
     for pair in args.tag:
@@ -390,7 +447,12 @@ def main(argv: list[str] | None = None) -> int:
         ami_id=args.ami_id,
     )
     emulator = ImdsEmulator(
-        identity=identity, tags=tags, tags_enabled=not args.no_tags, port=args.port
+        identity=identity,
+        tags=tags,
+        tags_enabled=not args.no_tags,
+        host=args.host,
+        port=args.port,
+        role=RoleCredentials(args.role_name) if args.role_name else None,
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -11,6 +11,7 @@ closed or the claim was lost.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -19,6 +20,38 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 from worker_bootstrap.api_client import ApiClient
 
 Json = Dict[str, Any]
+
+# What an owner stamped about itself; an adopter moves these into ``owner_history``.
+OWNER_KEYS = (
+    "instance_id",
+    "instance_type",
+    "availability_zone",
+    "lifecycle",
+    "hostname",
+    "boot_id",
+    "interrupted_at",
+)
+HISTORY_KEY = "owner_history"
+HISTORY_MAX_CHARS = 500  # a metadata string value's limit
+
+
+def with_previous_owner(history_text: Any, metadata: Json) -> str:
+    """``owner_history`` (JSON list, oldest first) plus the owner described by ``metadata``.
+
+    The oldest records are dropped when the text would exceed a metadata value's limit.
+    """
+    try:
+        history = json.loads(str(history_text)) if history_text else []
+    except ValueError:
+        history = []
+    if not isinstance(history, list):
+        history = []
+    history.append({key: metadata[key] for key in OWNER_KEYS if metadata.get(key) is not None})
+    text = json.dumps(history, separators=(",", ":"))
+    while len(text) > HISTORY_MAX_CHARS and len(history) > 1:
+        history.pop(0)
+        text = json.dumps(history, separators=(",", ":"))
+    return text[:HISTORY_MAX_CHARS]
 
 
 def lease_expiry(suggestion: Json, lease_ttl_s: float) -> float:
@@ -128,6 +161,7 @@ class Claimer:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         nonce: Callable[[], str] = lambda: secrets.token_hex(8),
+        identity: Callable[[], Json] = dict,
     ) -> None:
         self.api = api
         self.experiment_id = experiment_id
@@ -137,6 +171,7 @@ class Claimer:
         self.sleep = sleep
         self.clock = clock
         self.nonce = nonce
+        self.identity = identity
 
     def claimable(self, suggestion: Json, detector: Detector, view: OrphanView) -> bool:
         """Open, and either orphaned, interrupted, or ours with a lapsed lease."""
@@ -162,12 +197,17 @@ class Claimer:
         nonce = self.nonce()
         claim = dict(metadata)
         claim.pop("interrupted_at", None)
+        if previous and (previous != self.me or is_interrupted(current)):
+            # Keep who ran it before, where, and whether a spot interruption ended that run.
+            claim[HISTORY_KEY] = with_previous_owner(metadata.get(HISTORY_KEY), metadata)
         if previous and previous != self.me:
             history = [p for p in str(metadata.get("previous_instance_ids") or "").split(",") if p]
             if previous not in history:
                 history.append(previous)
             claim["previous_instance_ids"] = ",".join(history)[-500:]
             claim["adopted_by"] = self.me
+        # The adopter's own identity replaces the previous owner's (kept in the history above).
+        claim.update({k: v for k, v in self.identity().items() if v is not None})
         claim.update(
             instance_id=self.me,
             claim_nonce=nonce,

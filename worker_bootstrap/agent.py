@@ -6,14 +6,16 @@ the server stays the source of truth for which suggestions are open and whose th
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from worker_bootstrap import __version__
 from worker_bootstrap.adoption import (
+    HISTORY_KEY,
     Claimer,
     Detector,
     Ec2Detector,
@@ -117,6 +119,7 @@ class Agent:
             sleep=sleep,
             clock=clock,
             nonce=lambda: f"{self.rng.getrandbits(64):016x}",
+            identity=self.identity_metadata,
         )
         self._next_scan = 0.0
         self._scan_now = False
@@ -305,6 +308,8 @@ class Agent:
     def _resume(self, suggestion: Json) -> None:
         sid = str(suggestion["id"])
         entry = self.journal.load(self.experiment_id, sid)
+        # Created but never started (a crash right after create): a first start, not a resume.
+        started_before = entry is not None and entry.attempts > 0
         metadata = dict(suggestion.get("metadata") or {})
         nonce = metadata.get("claim_nonce")
         own_claim = nonce is None or (entry is not None and entry.claim_nonce == nonce)
@@ -322,9 +327,12 @@ class Agent:
             metadata["lease_expires_at"] = self._lease()
             updated = self.api.update_suggestion_metadata(self.experiment_id, sid, metadata)
             suggestion = updated if updated.get("id") else {**suggestion, "metadata": metadata}
-        self.summary.resumed += 1
-        self.log.event("suggestion_resumed", sid)
-        self._evaluate_and_report(suggestion, resumed=True)
+        if started_before:
+            self.summary.resumed += 1
+            self.log.event("suggestion_resumed", sid)
+        else:
+            self.log.event("suggestion_picked_up", sid, reason="created before a restart")
+        self._evaluate_and_report(suggestion, resumed=started_before)
 
     def _detector_for_scan(self) -> Detector:
         if self._detector is None:
@@ -443,6 +451,17 @@ class Agent:
     # -- evaluating ------------------------------------------------------------------------
 
     def _evaluate_and_report(self, suggestion: Json, resumed: bool) -> None:
+        with self._working_on(str(suggestion["id"])):
+            self._evaluate_then_report(suggestion, resumed)
+
+    @contextlib.contextmanager
+    def _working_on(self, sid: str) -> Iterator[None]:
+        """Name ``sid`` in a fatal ``agent_error`` line raised while working on it."""
+        self.log.working_on = sid
+        yield
+        self.log.working_on = None  # skipped when the body raises: the error names sid
+
+    def _evaluate_then_report(self, suggestion: Json, resumed: bool) -> None:
         sid = str(suggestion["id"])
         metadata = suggestion.get("metadata") or {}
         entry = self.journal.load(self.experiment_id, sid) or _new_entry(
@@ -496,7 +515,7 @@ class Agent:
         agent: Json = self.identity_metadata()
         agent.update(duration_s=duration, attempt=task.attempt, resumed=1 if task.resumed else 0)
         agent.update(self.spend.observation_metadata(sid))
-        for key in ("adopted_by", "previous_instance_ids"):
+        for key in ("adopted_by", "previous_instance_ids", HISTORY_KEY):
             if suggestion_metadata.get(key):
                 agent[key] = suggestion_metadata[key]
         body: Json = {"suggestion": sid}
@@ -657,6 +676,10 @@ class Agent:
 
     def _report(self, entry: Entry, force_check: bool = False) -> None:
         """Post the journaled observation exactly once, then forget the suggestion."""
+        with self._working_on(entry.suggestion_id):
+            self._post_observation(entry, force_check)
+
+    def _post_observation(self, entry: Entry, force_check: bool) -> None:
         sid = entry.suggestion_id
         body = dict(entry.observation or {})
         lease_ok = self.clock() < entry.lease_expires_at - self.settings.settle_s

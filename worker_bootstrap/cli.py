@@ -9,13 +9,13 @@ written (full, read-only, not permitted).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from worker_bootstrap import __version__
+from worker_bootstrap.logs import EventLog
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -73,12 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error(kind: str, message: str, code: int, redact: List[Optional[str]]) -> int:
+def _error(kind: str, message: str, code: int, log: EventLog, redact: List[Optional[str]]) -> int:
     for secret in redact:
-        if secret and len(secret) >= 4:
-            message = message.replace(secret, "***")
-    print(json.dumps({"event": "agent_error", "kind": kind, "error": message}), flush=True)
-    print(f"worker-bootstrap: {message}", file=sys.stderr, flush=True)
+        log.redactor.add(secret)
+    log.error(kind, message)
+    print(f"worker-bootstrap: {log.redactor.scrub(message)}", file=sys.stderr, flush=True)
     return code
 
 
@@ -94,6 +93,7 @@ def _run(args: argparse.Namespace, command: Optional[List[str]]) -> int:
     environ: Dict[str, str] = dict(os.environ)
     env_file: Dict[str, str] = {}
     secrets: List[Optional[str]] = [environ.get("SIGOPT_API_TOKEN")]
+    log = EventLog()
     try:
         if args.config:
             try:
@@ -114,17 +114,17 @@ def _run(args: argparse.Namespace, command: Optional[List[str]]) -> int:
         def evaluator(settings: Settings) -> CommandEvaluator:
             return CommandEvaluator(settings.command, workdir=settings.workdir, environ=environ)
 
-        summary = run_agent(flags, env_file, environ, command or None, evaluator)
+        summary = run_agent(flags, env_file, environ, command or None, evaluator, log=log)
     except ConfigError as exc:
-        return _error("config", str(exc), EXIT_CONFIG, secrets)
+        return _error("config", str(exc), EXIT_CONFIG, log, secrets)
     except ValueError as exc:  # e.g. no evaluation command, bad crash hook
-        return _error("config", str(exc), EXIT_CONFIG, secrets)
+        return _error("config", str(exc), EXIT_CONFIG, log, secrets)
     except (ImdsUnavailable, AwsError) as exc:
-        return _error("environment", str(exc), EXIT_ENVIRONMENT, secrets)
+        return _error("environment", str(exc), EXIT_ENVIRONMENT, log, secrets)
     except (ApiError, ApiUnavailable, AmbiguousRequest) as exc:
-        return _error("api", str(exc), EXIT_API, secrets)
+        return _error("api", str(exc), EXIT_API, log, secrets)
     except StateDirError as exc:
-        return _error("state_dir", str(exc), EXIT_STATE_DIR, secrets)
+        return _error("state_dir", str(exc), EXIT_STATE_DIR, log, secrets)
     del summary  # the agent logged its summary line
     return EXIT_OK
 

@@ -43,6 +43,8 @@ class EventLog:
         self._lock = threading.Lock()
         self.instance_id: Optional[str] = None
         self.experiment_id: Optional[str] = None
+        # The suggestion being evaluated or reported, named by a fatal ``agent_error`` line.
+        self.working_on: Optional[str] = None
 
     def event(self, event: str, suggestion_id: Optional[str] = None, **fields: Any) -> None:
         """Emit one event line; ``fields`` must be JSON-serialisable (others are str()-ed)."""
@@ -59,3 +61,7 @@ class EventLog:
         with self._lock:
             stream.write(line + "\n")
             stream.flush()
+
+    def error(self, kind: str, message: str) -> None:
+        """The one ``agent_error`` line a failed run ends with (same fields as every event)."""
+        self.event("agent_error", self.working_on, kind=kind, error=message)

@@ -133,13 +133,19 @@ def run_agent(
     command: Optional[list[str]],
     evaluator_factory: Callable[[Settings], Evaluator],
     stream: Optional[IO[str]] = None,
+    log: Optional[EventLog] = None,
 ) -> RunSummary:
-    """Resolve settings, build the agent and run it; exceptions propagate to the caller."""
-    log = EventLog(stream=stream)
+    """Resolve settings, build the agent and run it; exceptions propagate to the caller.
+
+    ``log`` (default: a new one on ``stream``) keeps the experiment and instance ids it learns,
+    so the caller's ``agent_error`` line after an exception carries them too.
+    """
+    log = log or EventLog(stream=stream)
     for key in ("SIGOPT_API_TOKEN",):
         log.redactor.add(flags.get(key) or env_file.get(key) or environ.get(key))
     session = requests.Session()
     settings, imds = resolve_settings(flags, env_file, environ, command, session)
+    log.experiment_id = settings.experiment_id
     stop_event = threading.Event()
     previous = install_stop_handlers(stop_event, log)
     try:

@@ -53,12 +53,21 @@ unpack_asset() {
   if [[ ! -d "$dir" ]]; then
     fetch_asset "$url" "$name" "$base/downloads"
     rm -rf "$dir.partial"
-    # The stock python3 unzips, so the AMI needs no unzip package.
+    # Python unzips, so the AMI needs no unzip package.
     "$OPTFLEET_PYTHON" -m zipfile -e "$base/downloads/$name" "$dir.partial"
     mv "$dir.partial" "$dir"
     rm -f "$base/downloads/$name"
   fi
   printf '%s\n' "$dir"
+}
+
+# ensure_python: install $OPTFLEET_PYTHON (python3.11) with dnf on an AMI that lacks it (AL2023
+# ships python3 = 3.9 and packages python3.11). Never in a test root.
+ensure_python() {
+  if [[ "$OPTFLEET_ROOT" == / ]] && ! command -v "$OPTFLEET_PYTHON" >/dev/null; then
+    log "installing $OPTFLEET_PYTHON"
+    retry 3 dnf install -y -q "$OPTFLEET_PYTHON"
+  fi
 }
 
 # make_venv DIR HASH PIP_ARGS...: (re)build a venv unless it was built from this asset hash.

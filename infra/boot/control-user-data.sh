@@ -15,9 +15,7 @@ log "installing the optfleet control-plane server (size $CONTROL_SIZE)"
 mkdir -p "$base"
 chmod 0755 "$base"
 
-if [[ "$OPTFLEET_ROOT" == / ]] && ! command -v "$OPTFLEET_PYTHON" >/dev/null; then
-  retry 3 dnf install -y -q python3.11
-fi
+ensure_python
 
 wheelhouse=$(unpack_asset "$WHEELHOUSE_URL" wheelhouse.zip "$WHEELHOUSE_HASH")
 retry 2 make_venv "$base/server-venv" "$WHEELHOUSE_HASH" --no-index --find-links "$wheelhouse" \

@@ -2,7 +2,8 @@
 # line are rendered at synth time by infra/user_data.py; they hold no secret (the API token stays
 # in Secrets Manager and only its name or ARN is passed on).
 #
-# Steps: fetch the two S3 assets -> unpack -> venv from the stock python3 -> pip install the agent
+# Steps: python3.11 (dnf when missing; AL2023's stock python3 is 3.9, which boto3 no longer
+# supports) -> fetch the two S3 assets -> unpack -> venv from it -> pip install the agent
 # from the shipped wheels (no package index) -> workload venv -> `worker-bootstrap install` ->
 # journal shipper unit -> systemctl enable --now. Safe to run twice: every step checks a marker
 # named after the asset hash and skips work already done.
@@ -12,6 +13,7 @@
 log "installing the optfleet agent for experiment $OPTFLEET_EXPERIMENT_ID"
 mkdir -p "$base"
 chmod 0755 "$base"
+ensure_python
 
 wheelhouse=$(unpack_asset "$WHEELHOUSE_URL" wheelhouse.zip "$WHEELHOUSE_HASH")
 make_venv "$base/venv" "$WHEELHOUSE_HASH" --no-index --find-links "$wheelhouse" "optfleet[aws]"

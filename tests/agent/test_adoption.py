@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 
+from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
 from tests.agent.helpers import AgentProcess, Api, emulator
 from tests.support.ports import wait_until
 from tests.support.server import RunningServer
+from worker_bootstrap.adoption import with_previous_owner
 
 FAST = {
     "OPTFLEET_CLAIM_SETTLE": "0.3",
@@ -111,7 +114,13 @@ def test_spot_interrupted_suggestion_is_handed_over(
     server: RunningServer, api: Api, workdir: Path
 ) -> None:
     eid = api.create_experiment(budget=2)
-    with emulator("i-0spotvictim0001", lifecycle="spot") as imds:
+    victim_identity = InstanceIdentity(
+        instance_id="i-0spotvictim0001",
+        instance_type="g5.xlarge",
+        availability_zone="us-east-1b",
+        lifecycle="spot",
+    )
+    with ImdsEmulator(identity=victim_identity) as imds:
         victim = AgentProcess(
             server.url,
             server.token,
@@ -136,6 +145,40 @@ def test_spot_interrupted_suggestion_is_handed_over(
     assert heir.events("suggestion_adopted")[0]["interrupted"] is True
     assert not any(o["failed"] for o in api.observations(eid))
     assert api.open_suggestions(eid) == []
+    # The adopter's identity replaced the victim's; the victim's, with its interruption, is kept.
+    final = api.suggestion(eid, sid)["metadata"]
+    assert (final["instance_type"], final["availability_zone"], final["lifecycle"]) == (
+        "c6i.large",
+        "us-east-1a",
+        "on-demand",
+    )
+    assert "interrupted_at" not in final
+    [previous] = json.loads(final["owner_history"])
+    assert previous["instance_id"] == "i-0spotvictim0001"
+    assert (previous["instance_type"], previous["availability_zone"]) == ("g5.xlarge", "us-east-1b")
+    assert previous["lifecycle"] == "spot"
+    assert previous["interrupted_at"] == interrupted["metadata"]["interrupted_at"]
+    assert previous["boot_id"] == interrupted["metadata"]["boot_id"]
+    assert previous["hostname"] == interrupted["metadata"]["hostname"]
+    assert json.loads(obs["metadata"]["owner_history"]) == [previous]
+
+
+def test_owner_history_keeps_the_newest_owners_within_a_metadata_value() -> None:
+    history = ""
+    for n in range(20):
+        owner = {
+            "instance_id": f"i-0owner{n:09d}",
+            "instance_type": "c6i.large",
+            "boot_id": "b" * 36,
+        }
+        history = with_previous_owner(history, owner)
+    kept = json.loads(history)
+    assert len(history) <= 500
+    assert kept[-1]["instance_id"] == "i-0owner000000019"
+    assert [o["instance_id"] for o in kept] == sorted(o["instance_id"] for o in kept)
+    assert json.loads(with_previous_owner("not json", {"instance_id": "i-0x"})) == [
+        {"instance_id": "i-0x"}
+    ]
 
 
 def test_crash_right_after_a_claim_then_restart(

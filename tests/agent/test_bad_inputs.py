@@ -8,6 +8,7 @@ import pytest
 
 from tests.agent.conftest import TOKEN
 from tests.agent.helpers import AgentProcess, Api, emulator
+from tests.support.fault_proxy import FaultProxy
 from tests.support.ports import free_port
 from tests.support.server import RunningServer
 
@@ -77,7 +78,31 @@ def test_missing_token(server: RunningServer, api: Api, workdir: Path) -> None:
         agent = AgentProcess(server.url, None, eid, imds.url, workdir / "a")
         assert agent.run() == 2
     assert "no API token: set SIGOPT_API_TOKEN" in agent.output()
-    assert agent.events("agent_error")[0]["kind"] == "config"
+    [error] = agent.events("agent_error")
+    assert error["kind"] == "config"
+    # The fields docs/agent.md promises on every line; no suggestion was being worked on.
+    assert isinstance(error["ts"], float)
+    assert error["instance_id"] == "i-0notoken00000001"
+    assert error["experiment_id"] == str(eid)
+    assert "suggestion_id" in error and error["suggestion_id"] is None
+
+
+def test_agent_error_names_the_suggestion_it_was_reporting(
+    server: RunningServer, api: Api, workdir: Path
+) -> None:
+    eid = api.create_experiment(budget=1)
+    me = "i-0errfields00001"
+    with emulator(me) as imds, FaultProxy(server.url) as proxy:
+        proxy.add("status", method="POST", path=r"/observations$", times=100, status=503)
+        twice = {"OPTFLEET_HTTP_ATTEMPTS": "2"}
+        agent = AgentProcess(proxy.url, server.token, eid, imds.url, workdir / "a", env=twice)
+        assert agent.run() == 4, agent.output()
+    [error] = agent.events("agent_error")
+    [still_open] = api.open_suggestions(eid)
+    assert error["kind"] == "api"
+    assert (error["instance_id"], error["experiment_id"]) == (me, str(eid))
+    assert error["suggestion_id"] == str(still_open["id"])
+    assert isinstance(error["ts"], float)
 
 
 def test_wrong_token_is_reported_without_leaking_it(

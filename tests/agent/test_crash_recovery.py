@@ -48,14 +48,21 @@ def test_sigkill_at_each_step_then_restart(
         # during_evaluation: it started once, was killed, and resumed with the same checkpoint.
         expected_starts = 2 if step == "during_evaluation" else 1
         assert len(resumed) == expected_starts, starts
-        assert resumed[-1]["resumed"] == "1"
         assert len({s["checkpoint_dir"] for s in resumed}) == 1
+        obs = next(o for o in api.observations(eid) if str(o["suggestion"]) == resumed_sid)
         if step == "during_evaluation":
+            assert resumed[-1]["resumed"] == "1"
             assert resumed[-1]["had_checkpoint"] == ["progress"]
             assert resumed[-1]["attempt"] == "2"
-        assert agent.events("suggestion_resumed")[0]["suggestion_id"] == resumed_sid
-        obs = next(o for o in api.observations(eid) if str(o["suggestion"]) == resumed_sid)
-        assert obs["metadata"]["resumed"] == 1
+            assert agent.events("suggestion_resumed")[0]["suggestion_id"] == resumed_sid
+            assert obs["metadata"]["resumed"] == 1
+        else:
+            # Created, never started: its first start after the restart is no resume.
+            assert resumed[-1]["resumed"] == "0"
+            assert resumed[-1]["attempt"] == "1"
+            assert agent.events("suggestion_resumed") == []
+            assert agent.events("suggestion_picked_up")[0]["suggestion_id"] == resumed_sid
+            assert obs["metadata"]["resumed"] == 0
     if step in ("after_evaluation", "after_report"):
         # The result was computed before the crash: never recomputed after the restart.
         crashed_sid = starts_before[-1]["suggestion_id"]
@@ -109,8 +116,9 @@ def test_resume_lists_all_pages_oldest_first(
             env={"OPTFLEET_ADOPT": "false", "OPTFLEET_PAGE_LIMIT": "5"},
         )
         assert agent.run() == 0, agent.output()
-    resumed = [e["suggestion_id"] for e in agent.events("suggestion_resumed")]
-    assert resumed == [str(mine_old["id"]), str(mine_new["id"])]
+    # Made by hand, never started here: picked up (not resumed), oldest first.
+    picked_up = [e["suggestion_id"] for e in agent.events("suggestion_picked_up")]
+    assert picked_up == [str(mine_old["id"]), str(mine_new["id"])]
     listed = agent.events("open_suggestions_listed")[0]
     assert listed["open"] == 15 and listed["mine"] == 2
     first_listing = [

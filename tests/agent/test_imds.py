@@ -14,7 +14,7 @@ import threading
 import pytest
 import requests
 
-from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
+from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity, RoleCredentials
 from tests.support.ports import free_port, wait_until
 from worker_bootstrap.imds import ImdsClient, ImdsUnavailable
 from worker_bootstrap.retry import Backoff
@@ -179,6 +179,10 @@ def test_runs_as_a_module_and_stops_on_sigterm() -> None:
             "Experiment=9",
             "--lifecycle",
             "spot",
+            "--host",
+            "127.0.0.1",
+            "--role-name",
+            "optfleet-worker",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -191,6 +195,13 @@ def test_runs_as_a_module_and_stops_on_sigterm() -> None:
         assert client.identity().instance_id == "i-0cli"
         assert client.identity().lifecycle == "spot"
         assert client.tags() == {"Experiment": "9"}
+        tok = requests.put(f"{first['url']}/latest/api/token", headers={TTL: "60"}, timeout=5).text
+        role = requests.get(
+            f"{first['url']}/latest/meta-data/iam/security-credentials/optfleet-worker",
+            headers={TOKEN: tok},
+            timeout=5,
+        ).json()
+        assert role["Code"] == "Success" and role["AccessKeyId"]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
@@ -245,3 +256,31 @@ def test_client_unreachable_is_a_clear_bounded_error() -> None:
     with pytest.raises(ImdsUnavailable, match="not running on EC2"):
         client.identity()
     assert len(slept) == 2  # bounded: three attempts, two waits
+
+
+def test_role_credentials_are_what_botocore_takes_on_ec2() -> None:
+    from botocore.utils import InstanceMetadataFetcher
+
+    role = RoleCredentials("optfleet-worker", access_key_id="ASIATWIN")
+    with ImdsEmulator(identity=InstanceIdentity(instance_id="i-0role"), role=role) as emulator:
+        fetched = InstanceMetadataFetcher(
+            timeout=5, num_attempts=1, base_url=emulator.url
+        ).retrieve_iam_role_credentials()
+        tok = token(emulator)
+        assert get(emulator, "meta-data/iam/security-credentials/", tok).text == "optfleet-worker"
+        assert get(emulator, "meta-data/iam/info", tok).json()["Code"] == "Success"
+    assert fetched["role_name"] == "optfleet-worker"
+    assert fetched["access_key"] == "ASIATWIN"
+    assert fetched["token"] == role.session_token
+
+
+def test_no_role_means_no_credentials(imds: ImdsEmulator) -> None:
+    tok = token(imds)
+    assert get(imds, "meta-data/iam/security-credentials/", tok).status_code == 404
+
+
+def test_listen_address_is_configurable() -> None:
+    port = free_port()
+    with ImdsEmulator(host="127.0.0.2", port=port) as emulator:
+        assert emulator.url == f"http://127.0.0.2:{port}"
+        assert ImdsClient(emulator.url).identity().instance_id == InstanceIdentity().instance_id

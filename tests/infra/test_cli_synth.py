@@ -20,6 +20,11 @@ def cli_outdirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     for name, args in (
         ("default", ["-c", "experiment_id=42"]),
         ("example", ["-c", "config=examples/fleet.toml"]),
+        # The documented way to pin the environment: cdk-nag must still match every finding.
+        (
+            "pinned",
+            ["-c", "experiment_id=43", "-c", "account=123456789012", "-c", "region=us-east-1"],
+        ),
     ):
         outdir = tmp_path_factory.mktemp(name)
         result = run_cdk(["synth", "--quiet", "--output", str(outdir), *args], cwd=REPO, env=env)
@@ -31,11 +36,12 @@ def cli_outdirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def test_cli_synth_writes_the_named_stack(cli_outdirs: list[Path]) -> None:
     assert (cli_outdirs[0] / "optfleet-42.template.json").is_file()
     assert (cli_outdirs[1] / "optfleet-42.template.json").is_file()
+    assert (cli_outdirs[2] / "optfleet-43.template.json").is_file()
 
 
 def test_cfn_lint_is_clean_on_every_template(cli_outdirs: list[Path]) -> None:
     templates = [str(t) for outdir in cli_outdirs for t in outdir.glob("*.template.json")]
-    assert len(templates) == 2
+    assert len(templates) == 3
     result = subprocess.run(
         [str(VENV_BIN / "cfn-lint"), *templates],
         capture_output=True,

@@ -30,6 +30,13 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 
 @pytest.fixture(scope="module")
+def pinned(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """`-c account=… -c region=…`: cdk-nag reports ARNs with the concrete values then."""
+    context = {"account": "123456789012", "region": "us-east-1"}
+    return _synth(context, tmp_path_factory.mktemp("pinned"), "optfleet-control")
+
+
+@pytest.fixture(scope="module")
 def ha(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return _synth({"size": "ha"}, tmp_path_factory.mktemp("ha"), "optfleet-control")
 
@@ -79,7 +86,7 @@ def _user_data(stack: Synthesized) -> str:
     return flatten(data["UserData"])
 
 
-@pytest.mark.parametrize("name", ["small", "ha", "public"])
+@pytest.mark.parametrize("name", ["small", "ha", "public", "pinned"])
 def test_cdk_nag_clean_with_reasons_and_no_lambda(name: str, request: Any) -> None:
     stack: Synthesized = request.getfixturevalue(name)
     report = json.loads((stack.outdir / "validation-report.json").read_text())

@@ -1,5 +1,5 @@
 """The boot script, for real: shellcheck, then run twice against a throwaway root with the real
-wheels and the AMI's Python (3.9 from pyenv when present), and `systemd-analyze verify` the units.
+wheels and the workers' Python (python3.11, as on AL2023), and `systemd-analyze verify` the units.
 
 Only the S3 download is replaced: OPTFLEET_LOCAL_ASSETS points at the same archives CDK uploads.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from infra.settings import load_settings
-from infra.user_data import AssetLocation, agent_settings, render_user_data
+from infra.user_data import AMI_PYTHON, AssetLocation, agent_settings, render_user_data
 from infra.wheelhouse import build_wheelhouse, stage_workload, wheel_problems_for_python
 from tests.infra.support import REPO
 
@@ -29,11 +29,11 @@ WORKLOAD_HASH = "b" * 64
 
 
 def _ami_python() -> str:
-    """Python 3.9 like Amazon Linux 2023's stock python3, else the interpreter at hand."""
+    """python3.11 like the workers on Amazon Linux 2023, else the interpreter at hand."""
     pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
     for candidate in [
-        shutil.which("python3.9"),
-        *sorted(glob.glob(f"{pyenv_root}/versions/3.9*/bin/python3.9")),
+        shutil.which(AMI_PYTHON),
+        *sorted(glob.glob(f"{pyenv_root}/versions/3.11*/bin/python3.11")),
     ]:
         if (
             candidate
@@ -246,7 +246,7 @@ def test_workload_runs_in_its_own_venv(installed: dict[str, Any]) -> None:
     assert result.stdout.strip() == "example.com"
 
 
-def test_wheelhouse_holds_only_wheels_installable_on_python_3_9() -> None:
+def test_wheelhouse_holds_only_wheels_installable_on_the_workers_python() -> None:
     wheelhouse = build_wheelhouse()
     names = sorted(w.name.split("-")[0].lower() for w in wheelhouse.glob("*.whl"))
     for required in (
@@ -260,7 +260,7 @@ def test_wheelhouse_holds_only_wheels_installable_on_python_3_9() -> None:
         "botocore",
     ):
         assert required in names
-    assert wheel_problems_for_python(wheelhouse, "3.9") == []
+    assert wheel_problems_for_python(wheelhouse, "3.11") == []
 
 
 def test_wheel_check_rejects_binary_wheels_and_newer_pythons(tmp_path: Path) -> None:

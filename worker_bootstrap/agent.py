@@ -38,6 +38,7 @@ from worker_bootstrap.journal import CREATED, EVALUATED, REPORTED, Entry, Journa
 from worker_bootstrap.logs import EventLog
 from worker_bootstrap.metadata import merged
 from worker_bootstrap.results import Outcome
+from worker_bootstrap.scan_cadence import ScanCadence
 
 Json = Dict[str, Any]
 
@@ -114,7 +115,9 @@ class Agent:
             clock=clock,
             nonce=lambda: f"{self.rng.getrandbits(64):016x}",
         )
+        self.cadence = ScanCadence(settings.adopt_interval_s, settings.adopt_scan_rows, self.rng)
         self._next_scan = 0.0
+        self._open_seen = 0
         self._scan_now = False
         self._deleted = False
         self._progress_stale = False
@@ -180,7 +183,12 @@ class Agent:
             if suggestion is not None:
                 self._evaluate_and_report(suggestion, resumed=False)
         self.summary.stop_reason = reason
-        if reason == "budget_reached" and self.settings.adopt and not self.stop_event.is_set():
+        if (
+            reason == "budget_reached"
+            and self.settings.adopt
+            and not self.stop_event.is_set()
+            and self.cadence.takes_final_look(self._open_seen)
+        ):
             self._scan()  # last look for orphans so nothing is left open
         self.log.event("agent_finished", reason=reason, **_counts(self.summary))
         if reason in ("budget_reached", "experiment_deleted"):
@@ -241,8 +249,10 @@ class Agent:
     def _scan(self, at_start: bool = False) -> None:
         """List every open suggestion; resume mine (oldest first), then adopt orphans."""
         self._scan_now = False
-        self._next_scan = self.monotonic() + self.settings.adopt_interval_s
         suggestions = list(self.api.open_suggestions(self.experiment_id, self.settings.page_limit))
+        # The more open suggestions, the rarer this agent's scans (scan_cadence.py).
+        self._open_seen = len(suggestions)
+        self._next_scan = self.monotonic() + self.cadence.next_delay(self._open_seen)
         mine = sorted((s for s in suggestions if owner_of(s) == self.me), key=_oldest_first)
         self.log.event(
             "open_suggestions_listed", open=len(suggestions), mine=len(mine), at_start=at_start

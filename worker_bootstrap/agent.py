@@ -10,7 +10,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from worker_bootstrap import __version__
 from worker_bootstrap.adoption import (
@@ -18,6 +18,7 @@ from worker_bootstrap.adoption import (
     Detector,
     Ec2Detector,
     LeaseDetector,
+    OrphanView,
     is_interrupted,
     lease_expiry,
     owner_of,
@@ -115,9 +116,11 @@ class Agent:
             clock=clock,
             nonce=lambda: f"{self.rng.getrandbits(64):016x}",
         )
-        self.cadence = ScanCadence(settings.adopt_interval_s, settings.adopt_scan_rows, self.rng)
-        self._next_scan = 0.0
+        self.cadence = ScanCadence(
+            settings.adopt_interval_s, settings.adopt_scan_rows, self.rng, settings.lease_filter
+        )
         self._open_seen = 0
+        self._view: Optional[Tuple[Detector, OrphanView]] = None  # of the last full scan
         self._scan_now = False
         self._deleted = False
         self._progress_stale = False
@@ -176,7 +179,7 @@ class Agent:
                 break
             if self._spot_notice():
                 continue
-            if self._scan_now or self.monotonic() >= self._next_scan:
+            if self._scan_now or self.cadence.due(self.monotonic()):
                 self._scan()
                 continue
             suggestion = self._create_suggestion()
@@ -247,16 +250,14 @@ class Agent:
     # -- scanning: resume mine, adopt orphans ---------------------------------------------
 
     def _scan(self, at_start: bool = False) -> None:
-        """List every open suggestion; resume mine (oldest first), then adopt orphans."""
+        """List open suggestions (all, or only lapsed ones: scan_cadence.py); resume mine
+        (oldest first), then adopt orphans."""
+        full = at_start or self._scan_now or self._view is None
         self._scan_now = False
-        suggestions = list(self.api.open_suggestions(self.experiment_id, self.settings.page_limit))
-        # The more open suggestions, the rarer this agent's scans (scan_cadence.py).
-        self._open_seen = len(suggestions)
-        self._next_scan = self.monotonic() + self.cadence.next_delay(self._open_seen)
+        suggestions, filtered = self._list_for_scan(full)
         mine = sorted((s for s in suggestions if owner_of(s) == self.me), key=_oldest_first)
-        self.log.event(
-            "open_suggestions_listed", open=len(suggestions), mine=len(mine), at_start=at_start
-        )
+        event = "lapsed_suggestions_listed" if filtered else "open_suggestions_listed"
+        self.log.event(event, open=len(suggestions), mine=len(mine), at_start=at_start)
         if at_start:
             known = {str(s.get("id")) for s in mine}
             for entry in self.journal.entries(self.experiment_id):
@@ -268,7 +269,38 @@ class Agent:
                 return
             self._resume(suggestion)
         if self.settings.adopt and not self.stop_event.is_set():
-            self._adopt(suggestions)
+            self._adopt(suggestions, self._view if filtered else None)
+
+    def _list_for_scan(self, full: bool) -> Tuple[List[Json], bool]:
+        """The suggestions to scan, and whether the server filtered them to lapsed ones."""
+        now = self.monotonic()
+        if not full and not self.cadence.wants_full(now):
+            try:
+                rows, applied = self.api.lapsed_open_suggestions(
+                    self.experiment_id, self.clock(), self.settings.page_limit
+                )
+            except ApiError as exc:
+                if exc.status != 400:
+                    raise
+                self.log.event("lease_filter_unsupported", status=exc.status, error=exc.message)
+                self.cadence.filter_unsupported()
+            else:
+                if applied:
+                    self.cadence.filtered_scan_done(now, len(rows), self._open_seen)
+                    return rows, True
+                # Ignored by the server: the answer already is every open suggestion.
+                self.log.event("lease_filter_unsupported", status=200, error="filter ignored")
+                self.cadence.filter_unsupported()
+                self._record_full_scan(now, rows)
+                return rows, False
+        rows = list(self.api.open_suggestions(self.experiment_id, self.settings.page_limit))
+        self._record_full_scan(now, rows)
+        return rows, False
+
+    def _record_full_scan(self, now: float, rows: List[Json]) -> None:
+        # The more open suggestions, the rarer this agent's full scans (scan_cadence.py).
+        self._open_seen = len(rows)
+        self.cadence.full_scan_done(now, len(rows))
 
     def _resume(self, suggestion: Json) -> None:
         sid = str(suggestion["id"])
@@ -311,15 +343,23 @@ class Agent:
     def _region(self) -> Optional[str]:
         return self.settings.region or self.identity.region or None
 
-    def _adopt(self, suggestions: List[Json]) -> None:
-        detector = self._detector_for_scan()
-        try:
-            view = detector.view(self.me, self.experiment_id, suggestions)
-        except Exception as exc:
-            # EC2 unreachable or not permitted: leases still tell who is alive, so use them.
-            self.log.event("orphan_scan_fallback", error=f"{type(exc).__name__}: {exc}")
-            detector = LeaseDetector(self.settings.lease_ttl_s, clock=self.clock)
-            view = detector.view(self.me, self.experiment_id, suggestions)
+    def _adopt(
+        self, suggestions: List[Json], known: Optional[Tuple[Detector, OrphanView]] = None
+    ) -> None:
+        """Claim the orphans among ``suggestions``; ``known``: the view of the last full scan
+        (the live set cannot be computed from lapsed suggestions only)."""
+        if known is not None:
+            detector, view = known
+        else:
+            detector = self._detector_for_scan()
+            try:
+                view = detector.view(self.me, self.experiment_id, suggestions)
+            except Exception as exc:
+                # EC2 unreachable or not permitted: leases still tell who is alive, so use them.
+                self.log.event("orphan_scan_fallback", error=f"{type(exc).__name__}: {exc}")
+                detector = LeaseDetector(self.settings.lease_ttl_s, clock=self.clock)
+                view = detector.view(self.me, self.experiment_id, suggestions)
+            self._view = (detector, view)
         now = self.clock()
         ttl = self.settings.lease_ttl_s
         candidates = sorted(

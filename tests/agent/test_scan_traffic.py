@@ -1,20 +1,24 @@
 """An agent's request rate does not grow with the number of open suggestions of its experiment.
 
 The agent runs in-process against the real server behind the fault proxy (which counts every
-request), on a simulated monotonic clock: the evaluation is a fake that advances the clock by
-whatever the agent waits for, so a simulated 40 s evaluation takes no real time and the same run
-replays exactly (seeded jitter). Foreign open suggestions hold fresh leases, so nothing is
-adopted: what is measured is the steady-state traffic of one agent.
+request), on simulated clocks: the evaluation is a fake that advances them by whatever the agent
+waits for, so a simulated 40 s evaluation takes no real time and the same run replays exactly
+(seeded jitter). Foreign open suggestions hold fresh leases, so nothing is adopted: what is
+measured is the steady-state traffic of one agent, with the server's lease filter and without it
+(a plain SigOpt server: the proxy refuses the filter with a 400, or the agent is told not to ask).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import random
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -32,57 +36,66 @@ from worker_bootstrap.results import Outcome
 from worker_bootstrap.retry import Backoff
 
 ME = "i-0traffic0000001"
+DEAD = "i-0dead000000001"
 EVALUATION_S = 40.0  # simulated; shorter than the 60 s scan interval, so scans are not hidden
 EVALUATIONS = 30
 FAR_FUTURE = 4_000_000_000  # a lease that never lapses during the test
 
 
 class SimulatedTime:
-    """A monotonic clock that only moves when the fake evaluation waits."""
+    """A monotonic clock that only moves when the agent waits; ``wall`` is the matching time."""
 
     def __init__(self) -> None:
         self.now = 1000.0
+        self.wall_at_start = time.time()
 
     def __call__(self) -> float:
         return self.now
 
+    def wall(self) -> float:
+        return self.wall_at_start + self.now - 1000.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
 
 @dataclass
 class _SimulatedRun(Running):
-    time: SimulatedTime
+    clock: SimulatedTime
     ends_at: float
 
     def poll(self) -> Optional[Outcome]:
-        return Outcome(values=[{"value": 1.0}]) if self.time.now >= self.ends_at else None
+        return Outcome(values=[{"value": 1.0}]) if self.clock.now >= self.ends_at else None
 
     def wait(self, timeout_s: float) -> Optional[Outcome]:
-        self.time.now += timeout_s
+        self.clock.sleep(timeout_s)
         return self.poll()
 
     def terminate(self) -> None:
-        self.ends_at = self.time.now
+        self.ends_at = self.clock.now
 
     def kill(self) -> None:
-        self.ends_at = self.time.now
+        self.ends_at = self.clock.now
 
 
 class SimulatedEvaluator(Evaluator):
     """Every evaluation lasts ``EVALUATION_S`` of simulated time."""
 
-    def __init__(self, time: SimulatedTime) -> None:
-        self.time = time
+    def __init__(self, clock: SimulatedTime) -> None:
+        self.clock = clock
 
     def start(self, task: Task) -> Running:
-        return _SimulatedRun(self.time, self.time.now + EVALUATION_S)
+        return _SimulatedRun(self.clock, self.clock.now + EVALUATION_S)
 
 
 KINDS = [
+    ("lapsed_scan_page", "GET", r"/suggestions\?.*lease_expired_by="),
+    ("scan_page", "GET", r"/suggestions\?"),
     ("create_suggestion", "POST", r"/suggestions$"),
     ("create_observation", "POST", r"/observations$"),
     ("progress", "GET", r"/experiments/\d+$"),
     ("lease_read", "GET", r"/suggestions/\d+$"),
     ("lease_write", "PUT", r"/suggestions/\d+$"),
-    ("scan_page", "GET", r"/suggestions\?"),
 ]
 
 
@@ -93,12 +106,33 @@ def kind_of(method: str, path: str) -> str:
     return f"other {method} {path}"
 
 
+@dataclass
+class Run:
+    """What one agent run sent (requests by kind), and what it logged."""
+
+    counts: Counter[str]
+    events: list[dict[str, Any]]
+    eid: str
+
+
 def run_agent(
-    server: RunningServer, api: Api, root: Path, foreign: int, scan_rows: int
-) -> Counter[str]:
-    """Requests by kind of one agent doing ``EVALUATIONS`` evaluations next to ``foreign`` open
-    suggestions of other instances."""
+    server: RunningServer,
+    api: Api,
+    root: Path,
+    foreign: int,
+    scan_rows: int = 100,
+    server_filter: str = "applied",
+    orphan_lapses_at: float | None = None,
+) -> Run:
+    """One agent doing ``EVALUATIONS`` evaluations next to ``foreign`` open suggestions of other
+    instances. ``server_filter``: ``applied`` (our server), ``refused`` (the proxy answers the
+    filtered list with a 400) or ``off`` (the agent never asks). ``orphan_lapses_at``: the
+    simulated second at which one more foreign suggestion's lease lapses (its owner died)."""
+    clock = SimulatedTime()
     eid = api.create_experiment(budget=None, name=f"traffic-{foreign}")
+    if orphan_lapses_at is not None:
+        lease = clock.wall() + orphan_lapses_at
+        api.create_suggestion(eid, {"instance_id": DEAD, "lease_expires_at": lease})
     for n in range(foreign):
         api.call(
             "POST",
@@ -108,7 +142,10 @@ def run_agent(
                 "metadata": {"instance_id": f"i-0other{n:09d}", "lease_expires_at": FAR_FUTURE},
             },
         )
+    lines = io.StringIO()
     with FaultProxy(server.url) as proxy:
+        if server_filter == "refused":
+            proxy.add("status", method="GET", path="lease_expired_by=", status=400, times=None)
         settings = Settings(
             experiment_id=eid,
             api_url=proxy.url,
@@ -120,44 +157,62 @@ def run_agent(
             max_evaluations=EVALUATIONS,
             lease_ttl_s=90.0,  # renewed every 30 s: once per evaluation
             http_timeout_s=5.0,
+            claim_settle_s=11.0,  # simulated, like every wait of the agent
             orphan_detection="lease",
             adopt_scan_rows=scan_rows,
+            lease_filter=server_filter != "off",
         )
-        time = SimulatedTime()
         agent = Agent(
             settings=settings,
             api=ApiClient(proxy.url, server.token, timeout=(5.0, 30.0), backoff=Backoff(3)),
             identity=Identity(ME, "c5.large", "us-east-1a", "us-east-1", "on-demand", "ami-1"),
-            evaluator=SimulatedEvaluator(time),
+            evaluator=SimulatedEvaluator(clock),
             journal=Journal(root),
-            log=EventLog(),
-            monotonic=time,
+            log=EventLog(lines, clock=clock.wall),
+            clock=clock.wall,
+            monotonic=clock,
+            sleep=clock.sleep,
             rng=random.Random(7),
         )
         summary = agent.run()
-        assert summary.evaluations == EVALUATIONS and summary.adopted == 0
+        assert summary.evaluations == EVALUATIONS
         counts = Counter(kind_of(method, path) for method, path, _, _ in proxy.log)
-    counts["simulated_s"] = int(time.now - 1000.0)
-    counts["listed_rows"] = counts["scan_page"] * foreign  # one page each: all fit
-    return counts
+    counts["simulated_s"] = int(clock.now - 1000.0)
+    events = [json.loads(line) for line in lines.getvalue().splitlines()]
+    counts["listed_rows"] = sum(
+        e["open"] for e in events if e["event"].endswith("_suggestions_listed")
+    )
+    return Run(counts, events, eid)
+
+
+RUNS: dict[str, dict[str, Any]] = {
+    "10": {"foreign": 10},
+    "200": {"foreign": 200},
+    "10 plain": {"foreign": 10, "server_filter": "refused"},
+    "200 plain": {"foreign": 200, "server_filter": "refused"},
+    "200 old": {"foreign": 200, "scan_rows": 0, "server_filter": "off"},
+}
 
 
 @pytest.fixture(scope="module")
-def traffic(
-    server: RunningServer, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Counter[str]]:
+def traffic(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     api = Api(server.url, server.token)
-    runs = {}
-    for label, foreign, scan_rows in (("10", 10, 100), ("200", 200, 100), ("200 old", 200, 0)):
-        runs[label] = run_agent(server, api, tmp_path_factory.mktemp("agent"), foreign, scan_rows)
-    return runs
+    return {
+        label: run_agent(server, api, tmp_path_factory.mktemp("agent"), **options)
+        for label, options in RUNS.items()
+    }
 
 
+def total(run: Run) -> int:
+    return sum(run.counts[kind] for kind, _, _ in KINDS)
+
+
+@pytest.mark.parametrize(("few", "many"), [("10", "200"), ("10 plain", "200 plain")])
 def test_request_rate_with_200_open_suggestions_is_no_higher_than_with_10(
-    traffic: dict[str, Counter[str]],
+    traffic: dict[str, Run], few: str, many: str
 ) -> None:
-    few, many = traffic["10"], traffic["200"]
-    assert few["simulated_s"] == many["simulated_s"]  # same simulated time: counts are rates
+    a, b = traffic[few].counts, traffic[many].counts
+    assert a["simulated_s"] == b["simulated_s"]  # same simulated time: counts are rates
     for kind in (
         "create_suggestion",
         "create_observation",
@@ -165,18 +220,42 @@ def test_request_rate_with_200_open_suggestions_is_no_higher_than_with_10(
         "lease_read",
         "lease_write",
     ):
-        assert many[kind] == few[kind], kind
-    assert [k for k in many if k.startswith("other")] == []
-    assert many["scan_page"] <= few["scan_page"]
-    assert sum(many[k] for k, _, _ in KINDS) <= sum(few[k] for k, _, _ in KINDS)
+        assert b[kind] == a[kind], kind
+    assert [k for k in b if k.startswith("other")] == []
+    assert b["scan_page"] + b["lapsed_scan_page"] <= a["scan_page"] + a["lapsed_scan_page"]
+    assert total(traffic[many]) <= total(traffic[few])
 
 
-def test_rows_listed_per_interval_are_capped_by_scan_rows(
-    traffic: dict[str, Counter[str]],
-) -> None:
-    many, old = traffic["200"], traffic["200 old"]
-    intervals = many["simulated_s"] / 60.0
-    # About scan_rows (100) rows per base interval; the jittered draws stay within x1.5.
-    assert many["listed_rows"] <= 1.5 * 100 * intervals + 201  # + the scan at start
+def test_rows_listed_per_interval_are_capped_by_scan_rows(traffic: dict[str, Run]) -> None:
+    for label in ("200", "200 plain"):
+        many = traffic[label].counts
+        intervals = many["simulated_s"] / 60.0
+        # About scan_rows (100) rows per base interval; the jittered draws stay within x1.5.
+        assert many["listed_rows"] <= 1.5 * 100 * intervals + 200, label  # + the scan at start
     # The old fixed cadence lists the whole open set every interval: the cap is what changed.
-    assert old["listed_rows"] >= 1.5 * many["listed_rows"]
+    assert traffic["200 old"].counts["listed_rows"] >= 1.5 * traffic["200"].counts["listed_rows"]
+
+
+def test_server_filter_is_used_when_applied_and_dropped_when_refused(
+    traffic: dict[str, Run],
+) -> None:
+    assert traffic["200"].counts["lapsed_scan_page"] >= 10
+    assert not [e for e in traffic["200"].events if e["event"] == "lease_filter_unsupported"]
+    plain = traffic["200 plain"]
+    assert plain.counts["lapsed_scan_page"] == 1  # asked once, refused, never again
+    refused = [e for e in plain.events if e["event"] == "lease_filter_unsupported"]
+    assert [e["status"] for e in refused] == [400]
+
+
+@pytest.mark.parametrize("server_filter", ["applied", "refused"])
+def test_an_orphan_that_appears_later_is_adopted_once(
+    server: RunningServer, api: Api, tmp_path: Path, server_filter: str
+) -> None:
+    run = run_agent(server, api, tmp_path, 200, server_filter=server_filter, orphan_lapses_at=300)
+    adopted = [e for e in run.events if e["event"] == "suggestion_adopted"]
+    assert len(adopted) == 1 and adopted[0]["previous_owner"] == DEAD
+    sid = adopted[0]["suggestion_id"]
+    assert api.observations_per_suggestion(run.eid)[sid] == 1
+    assert api.suggestion(run.eid, sid)["state"] == "closed"
+    lapsed_scans = [e for e in run.events if e["event"] == "lapsed_suggestions_listed"]
+    assert bool(lapsed_scans) == (server_filter == "applied")

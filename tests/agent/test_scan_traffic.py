@@ -5,7 +5,8 @@ request), on simulated clocks: the evaluation is a fake that advances them by wh
 waits for, so a simulated 40 s evaluation takes no real time and the same run replays exactly
 (seeded jitter). Foreign open suggestions hold fresh leases, so nothing is adopted: what is
 measured is the steady-state traffic of one agent, with the server's lease filter and without it
-(a plain SigOpt server: the proxy refuses the filter with a 400, or the agent is told not to ask).
+(a plain SigOpt server: the proxy drops the parameter, as the open-source server ignores it, or
+refuses it with a 400; or the agent is told not to ask).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from typing import Any, Optional
 import pytest
 
 from tests.agent.helpers import Api
+from tests.support.agent_requests import NAMES, kind_of
 from tests.support.fault_proxy import FaultProxy
 from tests.support.server import RunningServer
 from worker_bootstrap.agent import Agent
@@ -88,24 +89,6 @@ class SimulatedEvaluator(Evaluator):
         return _SimulatedRun(self.clock, self.clock.now + EVALUATION_S)
 
 
-KINDS = [
-    ("lapsed_scan_page", "GET", r"/suggestions\?.*lease_expired_by="),
-    ("scan_page", "GET", r"/suggestions\?"),
-    ("create_suggestion", "POST", r"/suggestions$"),
-    ("create_observation", "POST", r"/observations$"),
-    ("progress", "GET", r"/experiments/\d+$"),
-    ("lease_read", "GET", r"/suggestions/\d+$"),
-    ("lease_write", "PUT", r"/suggestions/\d+$"),
-]
-
-
-def kind_of(method: str, path: str) -> str:
-    for kind, want, pattern in KINDS:
-        if method == want and re.search(pattern, path):
-            return kind
-    return f"other {method} {path}"
-
-
 @dataclass
 class Run:
     """What one agent run sent (requests by kind), and what it logged."""
@@ -125,8 +108,9 @@ def run_agent(
     orphan_lapses_at: float | None = None,
 ) -> Run:
     """One agent doing ``EVALUATIONS`` evaluations next to ``foreign`` open suggestions of other
-    instances. ``server_filter``: ``applied`` (our server), ``refused`` (the proxy answers the
-    filtered list with a 400) or ``off`` (the agent never asks). ``orphan_lapses_at``: the
+    instances. ``server_filter``: ``applied`` (our server), ``ignored`` (the proxy forwards the
+    list without the filter), ``refused`` (the proxy answers it with a 400) or ``off`` (the agent
+    never asks). ``orphan_lapses_at``: the
     simulated second at which one more foreign suggestion's lease lapses (its owner died)."""
     clock = SimulatedTime()
     eid = api.create_experiment(budget=None, name=f"traffic-{foreign}")
@@ -146,6 +130,9 @@ def run_agent(
     with FaultProxy(server.url) as proxy:
         if server_filter == "refused":
             proxy.add("status", method="GET", path="lease_expired_by=", status=400, times=None)
+        if server_filter == "ignored":
+            proxy.add("drop_param", method="GET", path="lease_expired_by=", times=None,
+                      param="lease_expired_by")  # fmt: skip
         settings = Settings(
             experiment_id=eid,
             api_url=proxy.url,
@@ -188,8 +175,9 @@ def run_agent(
 RUNS: dict[str, dict[str, Any]] = {
     "10": {"foreign": 10},
     "200": {"foreign": 200},
-    "10 plain": {"foreign": 10, "server_filter": "refused"},
-    "200 plain": {"foreign": 200, "server_filter": "refused"},
+    "10 plain": {"foreign": 10, "server_filter": "ignored"},
+    "200 plain": {"foreign": 200, "server_filter": "ignored"},
+    "200 strict": {"foreign": 200, "server_filter": "refused"},
     "200 old": {"foreign": 200, "scan_rows": 0, "server_filter": "off"},
 }
 
@@ -204,7 +192,7 @@ def traffic(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def total(run: Run) -> int:
-    return sum(run.counts[kind] for kind, _, _ in KINDS)
+    return sum(run.counts[kind] for kind in NAMES)
 
 
 @pytest.mark.parametrize(("few", "many"), [("10", "200"), ("10 plain", "200 plain")])
@@ -236,18 +224,19 @@ def test_rows_listed_per_interval_are_capped_by_scan_rows(traffic: dict[str, Run
     assert traffic["200 old"].counts["listed_rows"] >= 1.5 * traffic["200"].counts["listed_rows"]
 
 
-def test_server_filter_is_used_when_applied_and_dropped_when_refused(
-    traffic: dict[str, Run],
+@pytest.mark.parametrize(("label", "status"), [("200 plain", 200), ("200 strict", 400)])
+def test_server_filter_is_used_when_applied_and_dropped_when_ignored_or_refused(
+    traffic: dict[str, Run], label: str, status: int
 ) -> None:
     assert traffic["200"].counts["lapsed_scan_page"] >= 10
     assert not [e for e in traffic["200"].events if e["event"] == "lease_filter_unsupported"]
-    plain = traffic["200 plain"]
-    assert plain.counts["lapsed_scan_page"] == 1  # asked once, refused, never again
-    refused = [e for e in plain.events if e["event"] == "lease_filter_unsupported"]
-    assert [e["status"] for e in refused] == [400]
+    plain = traffic[label]
+    assert plain.counts["lapsed_scan_page"] == 1  # asked once, then never again
+    unsupported = [e for e in plain.events if e["event"] == "lease_filter_unsupported"]
+    assert [e["status"] for e in unsupported] == [status]
 
 
-@pytest.mark.parametrize("server_filter", ["applied", "refused"])
+@pytest.mark.parametrize("server_filter", ["applied", "ignored"])
 def test_an_orphan_that_appears_later_is_adopted_once(
     server: RunningServer, api: Api, tmp_path: Path, server_filter: str
 ) -> None:

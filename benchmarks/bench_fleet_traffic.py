@@ -11,7 +11,7 @@ Two parts, one server (SQLite, loopback), one invocation:
    hurt. Requests are counted by kind at a pass-through proxy over a window that starts one
    stretched scan interval after every agent's first scan; server CPU over the same window. Three
    runs: the new cadence on our server (lapsed-only scans between stretched full ones), the new
-   cadence as on a plain SigOpt server (``OPTFLEET_LEASE_FILTER=false``), and the old fixed
+   cadence as on a plain SigOpt server (``OPTFLEET_SCAN_FILTERS=false``), and the old fixed
    cadence (``OPTFLEET_ADOPT_SCAN_ROWS=0``) as the baseline.
 
 docs/scaling.md turns these numbers into the model for 1,000 and 10,000 agents.
@@ -71,10 +71,10 @@ LABELS = {
 # (label, agent settings): the new cadence on our server, on a plain SigOpt server, the old one.
 CONFIGS = [
     ("new, our server (filter + stretched)", {}),
-    ("new, plain SigOpt server (stretched)", {"OPTFLEET_LEASE_FILTER": "false"}),
+    ("new, plain SigOpt server (stretched)", {"OPTFLEET_SCAN_FILTERS": "false"}),
     (
         "old (fixed interval), baseline",
-        {"OPTFLEET_ADOPT_SCAN_ROWS": "0", "OPTFLEET_LEASE_FILTER": "false"},
+        {"OPTFLEET_ADOPT_SCAN_ROWS": "0", "OPTFLEET_SCAN_FILTERS": "false"},
     ),
 ]
 
@@ -334,7 +334,7 @@ def main() -> int:
             f"- Three runs in one invocation, {args.window:g} s measured each after every agent's "
             f"first scan and a {args.warmup:g} s warm-up: the new cadence on our server "
             "(lapsed-only scans between stretched full ones), the new cadence as on a plain "
-            "SigOpt server (`OPTFLEET_LEASE_FILTER=false`: stretched full scans only), and the "
+            "SigOpt server (`OPTFLEET_SCAN_FILTERS=false`: stretched full scans only), and the "
             "old fixed cadence as the baseline (`OPTFLEET_ADOPT_SCAN_ROWS=0`). Load average at "
             f"the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine); "
             f"total time {time.monotonic() - started:.0f} s.",

@@ -117,7 +117,7 @@ class Agent:
             nonce=lambda: f"{self.rng.getrandbits(64):016x}",
         )
         self.cadence = ScanCadence(
-            settings.adopt_interval_s, settings.adopt_scan_rows, self.rng, settings.lease_filter
+            settings.adopt_interval_s, settings.adopt_scan_rows, self.rng, settings.scan_filters
         )
         self._open_seen = 0
         self._view: Optional[Tuple[Detector, OrphanView]] = None  # of the last full scan
@@ -168,7 +168,7 @@ class Agent:
         self._kill_stale_children()
         if experiment.get("state") != "deleted":
             self._recover_journal()
-            self._scan(at_start=True)
+            self._scan(at_start=True, open_hint=_open_count(experiment))
         while True:
             if self._progress_stale:
                 # One progress check per reported observation (the third call per evaluation).
@@ -249,15 +249,19 @@ class Agent:
 
     # -- scanning: resume mine, adopt orphans ---------------------------------------------
 
-    def _scan(self, at_start: bool = False) -> None:
-        """List open suggestions (all, or only lapsed ones: scan_cadence.py); resume mine
-        (oldest first), then adopt orphans."""
+    def _scan(self, at_start: bool = False, open_hint: Optional[int] = None) -> None:
+        """List open suggestions (all, only lapsed ones, or at start only mine: scan_cadence.py);
+        resume mine (oldest first), then adopt orphans."""
         full = at_start or self._scan_now or self._view is None
         self._scan_now = False
-        suggestions, filtered = self._list_for_scan(full)
+        if at_start and self.cadence.boots_own_only(open_hint):
+            suggestions, kind = self._list_own_at_start(int(open_hint or 0))
+        else:
+            suggestions, kind = self._list_for_scan(full)
         mine = sorted((s for s in suggestions if owner_of(s) == self.me), key=_oldest_first)
-        event = "lapsed_suggestions_listed" if filtered else "open_suggestions_listed"
-        self.log.event(event, open=len(suggestions), mine=len(mine), at_start=at_start)
+        self.log.event(
+            f"{kind}_suggestions_listed", open=len(suggestions), mine=len(mine), at_start=at_start
+        )
         if at_start:
             known = {str(s.get("id")) for s in mine}
             for entry in self.journal.entries(self.experiment_id):
@@ -268,11 +272,31 @@ class Agent:
             if self.stop_event.is_set() or self.summary.interrupted:
                 return
             self._resume(suggestion)
-        if self.settings.adopt and not self.stop_event.is_set():
-            self._adopt(suggestions, self._view if filtered else None)
+        if self.settings.adopt and not self.stop_event.is_set() and kind != "own":
+            self._adopt(suggestions, self._view if kind == "lapsed" else None)
 
-    def _list_for_scan(self, full: bool) -> Tuple[List[Json], bool]:
-        """The suggestions to scan, and whether the server filtered them to lapsed ones."""
+    def _list_own_at_start(self, open_hint: int) -> Tuple[List[Json], str]:
+        """This instance's open suggestions, if the server applies ``metadata.instance_id``."""
+        now = self.monotonic()
+        own = {"metadata.instance_id": self.me}
+        try:
+            rows = list(
+                self.api.open_suggestions(self.experiment_id, self.settings.page_limit, own)
+            )
+        except ApiError as exc:
+            if exc.status != 400:
+                raise
+            rows = list(self.api.open_suggestions(self.experiment_id, self.settings.page_limit))
+        else:
+            if all(owner_of(s) == self.me for s in rows):
+                self.cadence.own_scan_done(now, open_hint)
+                return rows, "own"
+        # Ignored or refused: the answer is (or the retry was) every open suggestion.
+        self._record_full_scan(now, rows)
+        return rows, "open"
+
+    def _list_for_scan(self, full: bool) -> Tuple[List[Json], str]:
+        """The suggestions to scan: ``open`` (all) or ``lapsed`` (filtered by the server)."""
         now = self.monotonic()
         if not full and not self.cadence.wants_full(now):
             try:
@@ -287,15 +311,15 @@ class Agent:
             else:
                 if applied:
                     self.cadence.filtered_scan_done(now, len(rows), self._open_seen)
-                    return rows, True
+                    return rows, "lapsed"
                 # Ignored by the server: the answer already is every open suggestion.
                 self.log.event("lease_filter_unsupported", status=200, error="filter ignored")
                 self.cadence.filter_unsupported()
                 self._record_full_scan(now, rows)
-                return rows, False
+                return rows, "open"
         rows = list(self.api.open_suggestions(self.experiment_id, self.settings.page_limit))
         self._record_full_scan(now, rows)
-        return rows, False
+        return rows, "open"
 
     def _record_full_scan(self, now: float, rows: List[Json]) -> None:
         # The more open suggestions, the rarer this agent's full scans (scan_cadence.py).
@@ -776,6 +800,12 @@ def _orphaned_since(suggestion: Json, lease_ttl_s: float) -> float:
         return float(metadata["interrupted_at"])
     except (KeyError, TypeError, ValueError):
         return lease_expiry(suggestion, lease_ttl_s)
+
+
+def _open_count(experiment: Json) -> Optional[int]:
+    """``progress.open_suggestion_count`` (our server's extension), if reported."""
+    count = (experiment.get("progress") or {}).get("open_suggestion_count")
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def _new_entry(experiment_id: str, suggestion: Json) -> Entry:

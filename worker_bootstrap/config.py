@@ -35,7 +35,7 @@ KEYS = (
     "OPTFLEET_CLAIM_SETTLE",
     "OPTFLEET_ADOPT_INTERVAL",
     "OPTFLEET_ADOPT_SCAN_ROWS",
-    "OPTFLEET_LEASE_FILTER",
+    "OPTFLEET_SCAN_FILTERS",
     "OPTFLEET_ADOPT",
     "OPTFLEET_ORPHAN_DETECTION",
     "OPTFLEET_PAGE_LIMIT",
@@ -78,7 +78,7 @@ class Settings:
     claim_settle_s: Optional[float] = None
     adopt_interval_s: float = 60.0
     adopt_scan_rows: int = 100
-    lease_filter: bool = True
+    scan_filters: bool = True
     adopt: bool = True
     orphan_detection: str = "auto"
     page_limit: Optional[int] = None
@@ -253,8 +253,8 @@ def settings_from(values: Mapping[str, str], command: Optional[List[str]] = None
         settings.adopt_scan_rows = _integer(
             "OPTFLEET_ADOPT_SCAN_ROWS", values["OPTFLEET_ADOPT_SCAN_ROWS"], minimum=0
         )
-    if values.get("OPTFLEET_LEASE_FILTER"):
-        settings.lease_filter = _flag("OPTFLEET_LEASE_FILTER", values["OPTFLEET_LEASE_FILTER"])
+    if values.get("OPTFLEET_SCAN_FILTERS"):
+        settings.scan_filters = _flag("OPTFLEET_SCAN_FILTERS", values["OPTFLEET_SCAN_FILTERS"])
     if values.get("OPTFLEET_ADOPT"):
         settings.adopt = _flag("OPTFLEET_ADOPT", values["OPTFLEET_ADOPT"])
     settings.sources = {

@@ -37,7 +37,7 @@ class ScanCadence:
         self, base_interval_s: float, scan_rows: int, rng: random.Random, lease_filter: bool = True
     ) -> None:
         """``scan_rows`` = 0 keeps the base interval whatever the count (the old behaviour);
-        ``lease_filter`` False never asks for the server's filter."""
+        ``lease_filter`` False never asks for the server's filters."""
         if not math.isfinite(base_interval_s) or base_interval_s < 0:
             raise ValueError(f"base_interval_s={base_interval_s!r}: expected a number >= 0")
         if scan_rows < 0:
@@ -83,6 +83,25 @@ class ScanCadence:
         self.lease_filter = True
         effective = rows + open_seen // LAPSED_ROW_DISCOUNT
         self.next_scan = min(self.next_full_scan, now + self.next_delay(effective))
+
+    def boots_own_only(self, open_hint: Optional[int]) -> bool:
+        """Whether the scan at start should ask for this instance's suggestions only (our
+        server's ``metadata.instance_id`` filter): when the experiment reports more open
+        suggestions than one scan should list. A fleet restarting together then costs N small
+        lists instead of N x N rows."""
+        return (
+            self.lease_filter is not False
+            and self.scan_rows > 0
+            and open_hint is not None
+            and open_hint > self.scan_rows
+        )
+
+    def own_scan_done(self, now: float, open_hint: int) -> None:
+        """After the scan at start listed only this instance's suggestions: the first full scan
+        comes at a uniform point of one stretched interval, so the fleet's first full scans are
+        spread as evenly as in steady state."""
+        self.next_full_scan = now + self.rng.uniform(0.0, 1.0) * self.nominal_interval(open_hint)
+        self.next_scan = self.next_full_scan
 
     def filter_unsupported(self) -> None:
         """The server ignored or refused the filter: full scans only from now on."""

@@ -106,17 +106,21 @@ def run_agent(
     scan_rows: int = 100,
     server_filter: str = "applied",
     orphan_lapses_at: float | None = None,
+    mine_open: bool = False,
 ) -> Run:
     """One agent doing ``EVALUATIONS`` evaluations next to ``foreign`` open suggestions of other
     instances. ``server_filter``: ``applied`` (our server), ``ignored`` (the proxy forwards the
     list without the filter), ``refused`` (the proxy answers it with a 400) or ``off`` (the agent
     never asks). ``orphan_lapses_at``: the
-    simulated second at which one more foreign suggestion's lease lapses (its owner died)."""
+    simulated second at which one more foreign suggestion's lease lapses (its owner died).
+    ``mine_open``: one suggestion of this instance is open at start (it crashed mid-run)."""
     clock = SimulatedTime()
     eid = api.create_experiment(budget=None, name=f"traffic-{foreign}")
     if orphan_lapses_at is not None:
         lease = clock.wall() + orphan_lapses_at
         api.create_suggestion(eid, {"instance_id": DEAD, "lease_expires_at": lease})
+    if mine_open:
+        api.create_suggestion(eid, {"instance_id": ME, "lease_expires_at": clock.wall() + 60})
     for n in range(foreign):
         api.call(
             "POST",
@@ -128,11 +132,11 @@ def run_agent(
         )
     lines = io.StringIO()
     with FaultProxy(server.url) as proxy:
-        if server_filter == "refused":
-            proxy.add("status", method="GET", path="lease_expired_by=", status=400, times=None)
-        if server_filter == "ignored":
-            proxy.add("drop_param", method="GET", path="lease_expired_by=", times=None,
-                      param="lease_expired_by")  # fmt: skip
+        for param in ("lease_expired_by", "metadata.instance_id"):  # our two list filters
+            if server_filter == "refused":
+                proxy.add("status", method="GET", path=f"{param}=", status=400, times=None)
+            if server_filter == "ignored":
+                proxy.add("drop_param", method="GET", path=f"{param}=", param=param, times=None)
         settings = Settings(
             experiment_id=eid,
             api_url=proxy.url,
@@ -147,7 +151,7 @@ def run_agent(
             claim_settle_s=11.0,  # simulated, like every wait of the agent
             orphan_detection="lease",
             adopt_scan_rows=scan_rows,
-            lease_filter=server_filter != "off",
+            scan_filters=server_filter != "off",
         )
         agent = Agent(
             settings=settings,
@@ -162,7 +166,7 @@ def run_agent(
             rng=random.Random(7),
         )
         summary = agent.run()
-        assert summary.evaluations == EVALUATIONS
+        assert summary.evaluations == EVALUATIONS and summary.resumed == int(mine_open)
         counts = Counter(kind_of(method, path) for method, path, _, _ in proxy.log)
     counts["simulated_s"] = int(clock.now - 1000.0)
     events = [json.loads(line) for line in lines.getvalue().splitlines()]
@@ -228,7 +232,7 @@ def test_rows_listed_per_interval_are_capped_by_scan_rows(traffic: dict[str, Run
 def test_server_filter_is_used_when_applied_and_dropped_when_ignored_or_refused(
     traffic: dict[str, Run], label: str, status: int
 ) -> None:
-    assert traffic["200"].counts["lapsed_scan_page"] >= 10
+    assert traffic["200"].counts["lapsed_scan_page"] >= 5
     assert not [e for e in traffic["200"].events if e["event"] == "lease_filter_unsupported"]
     plain = traffic[label]
     assert plain.counts["lapsed_scan_page"] == 1  # asked once, then never again
@@ -248,3 +252,19 @@ def test_an_orphan_that_appears_later_is_adopted_once(
     assert api.suggestion(run.eid, sid)["state"] == "closed"
     lapsed_scans = [e for e in run.events if e["event"] == "lapsed_suggestions_listed"]
     assert bool(lapsed_scans) == (server_filter == "applied")
+
+
+@pytest.mark.parametrize(("server_filter", "first"), [("applied", "own"), ("ignored", "open")])
+def test_at_scale_the_scan_at_start_lists_only_mine_and_resumes_it(
+    server: RunningServer, api: Api, tmp_path: Path, server_filter: str, first: str
+) -> None:
+    """200 open suggestions (> scan_rows): on our server the start lists this instance's only;
+    the first full scan comes later. On a plain server the start lists everything, as before."""
+    run = run_agent(server, api, tmp_path, 200, server_filter=server_filter, mine_open=True)
+    listings = [e for e in run.events if e["event"].endswith("_suggestions_listed")]
+    assert listings[0]["event"] == f"{first}_suggestions_listed" and listings[0]["at_start"]
+    assert listings[0]["mine"] == 1 and listings[0]["open"] == (1 if first == "own" else 201)
+    assert any(e["event"] == "open_suggestions_listed" for e in listings[1:])
+    resumed = [e for e in run.events if e["event"] == "suggestion_resumed"]
+    assert len(resumed) == 1
+    assert api.observations_per_suggestion(run.eid)[resumed[0]["suggestion_id"]] == 1

@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from worker_bootstrap import __version__
 from worker_bootstrap.adoption import (
@@ -20,6 +20,7 @@ from worker_bootstrap.adoption import (
     Detector,
     Ec2Detector,
     LeaseDetector,
+    OrphanView,
     is_interrupted,
     lease_expiry,
     owner_of,
@@ -42,6 +43,7 @@ from worker_bootstrap.logs import EventLog
 from worker_bootstrap.metadata import merged
 from worker_bootstrap.pricing import Price, PriceBook
 from worker_bootstrap.results import Outcome
+from worker_bootstrap.scan_cadence import ScanCadence
 from worker_bootstrap.suggestion_spend import SpendTracker
 
 Json = Dict[str, Any]
@@ -121,7 +123,11 @@ class Agent:
             nonce=lambda: f"{self.rng.getrandbits(64):016x}",
             identity=self.identity_metadata,
         )
-        self._next_scan = 0.0
+        self.cadence = ScanCadence(
+            settings.adopt_interval_s, settings.adopt_scan_rows, self.rng, settings.scan_filters
+        )
+        self._open_seen = 0
+        self._view: Optional[Tuple[Detector, OrphanView]] = None  # of the last full scan
         self._scan_now = False
         self._deleted = False
         self._progress_stale = False
@@ -177,7 +183,7 @@ class Agent:
         self._kill_stale_children()
         if experiment.get("state") != "deleted":
             self._recover_journal()
-            self._scan(at_start=True)
+            self._scan(at_start=True, open_hint=_open_count(experiment))
         while True:
             if self._progress_stale:
                 # One progress check per reported observation (the third call per evaluation).
@@ -188,7 +194,7 @@ class Agent:
                 break
             if self._spot_notice():
                 continue
-            if self._scan_now or self.monotonic() >= self._next_scan:
+            if self._scan_now or self.cadence.due(self.monotonic()):
                 self._scan()
                 continue
             if self._cost_cap_reached(experiment):
@@ -198,8 +204,12 @@ class Agent:
             if suggestion is not None:
                 self._evaluate_and_report(suggestion, resumed=False)
         self.summary.stop_reason = reason
-        finishing = reason in ("budget_reached", "cost_cap_reached")
-        if finishing and self.settings.adopt and not self.stop_event.is_set():
+        if (
+            reason in ("budget_reached", "cost_cap_reached")
+            and self.settings.adopt
+            and not self.stop_event.is_set()
+            and self.cadence.takes_final_look(self._open_seen)
+        ):
             self._scan()  # last look for orphans so nothing is left open
         self.log.event("agent_finished", reason=reason, **_counts(self.summary))
         if reason in ("budget_reached", "cost_cap_reached", "experiment_deleted"):
@@ -283,14 +293,18 @@ class Agent:
 
     # -- scanning: resume mine, adopt orphans ---------------------------------------------
 
-    def _scan(self, at_start: bool = False) -> None:
-        """List every open suggestion; resume mine (oldest first), then adopt orphans."""
+    def _scan(self, at_start: bool = False, open_hint: Optional[int] = None) -> None:
+        """List open suggestions (all, only lapsed ones, or at start only mine: scan_cadence.py);
+        resume mine (oldest first), then adopt orphans."""
+        full = at_start or self._scan_now or self._view is None
         self._scan_now = False
-        self._next_scan = self.monotonic() + self.settings.adopt_interval_s
-        suggestions = list(self.api.open_suggestions(self.experiment_id, self.settings.page_limit))
+        if at_start and self.cadence.boots_own_only(open_hint):
+            suggestions, kind = self._list_own_at_start(int(open_hint or 0))
+        else:
+            suggestions, kind = self._list_for_scan(full)
         mine = sorted((s for s in suggestions if owner_of(s) == self.me), key=_oldest_first)
         self.log.event(
-            "open_suggestions_listed", open=len(suggestions), mine=len(mine), at_start=at_start
+            f"{kind}_suggestions_listed", open=len(suggestions), mine=len(mine), at_start=at_start
         )
         if at_start:
             known = {str(s.get("id")) for s in mine}
@@ -302,8 +316,59 @@ class Agent:
             if self.stop_event.is_set() or self.summary.interrupted:
                 return
             self._resume(suggestion)
-        if self.settings.adopt and not self.stop_event.is_set():
-            self._adopt(suggestions)
+        if self.settings.adopt and not self.stop_event.is_set() and kind != "own":
+            self._adopt(suggestions, self._view if kind == "lapsed" else None)
+
+    def _list_own_at_start(self, open_hint: int) -> Tuple[List[Json], str]:
+        """This instance's open suggestions, if the server applies ``metadata.instance_id``."""
+        now = self.monotonic()
+        own = {"metadata.instance_id": self.me}
+        try:
+            rows = list(
+                self.api.open_suggestions(self.experiment_id, self.settings.page_limit, own)
+            )
+        except ApiError as exc:
+            if exc.status != 400:
+                raise
+            rows = list(self.api.open_suggestions(self.experiment_id, self.settings.page_limit))
+        else:
+            if all(owner_of(s) == self.me for s in rows):
+                self.cadence.own_scan_done(now, open_hint)
+                return rows, "own"
+        # Ignored or refused: the answer is (or the retry was) every open suggestion.
+        self._record_full_scan(now, rows)
+        return rows, "open"
+
+    def _list_for_scan(self, full: bool) -> Tuple[List[Json], str]:
+        """The suggestions to scan: ``open`` (all) or ``lapsed`` (filtered by the server)."""
+        now = self.monotonic()
+        if not full and not self.cadence.wants_full(now):
+            try:
+                rows, applied = self.api.lapsed_open_suggestions(
+                    self.experiment_id, self.clock(), self.settings.page_limit
+                )
+            except ApiError as exc:
+                if exc.status != 400:
+                    raise
+                self.log.event("lease_filter_unsupported", status=exc.status, error=exc.message)
+                self.cadence.filter_unsupported()
+            else:
+                if applied:
+                    self.cadence.filtered_scan_done(now, len(rows), self._open_seen)
+                    return rows, "lapsed"
+                # Ignored by the server: the answer already is every open suggestion.
+                self.log.event("lease_filter_unsupported", status=200, error="filter ignored")
+                self.cadence.filter_unsupported()
+                self._record_full_scan(now, rows)
+                return rows, "open"
+        rows = list(self.api.open_suggestions(self.experiment_id, self.settings.page_limit))
+        self._record_full_scan(now, rows)
+        return rows, "open"
+
+    def _record_full_scan(self, now: float, rows: List[Json]) -> None:
+        # The more open suggestions, the rarer this agent's full scans (scan_cadence.py).
+        self._open_seen = len(rows)
+        self.cadence.full_scan_done(now, len(rows))
 
     def _resume(self, suggestion: Json) -> None:
         sid = str(suggestion["id"])
@@ -351,15 +416,23 @@ class Agent:
     def _region(self) -> Optional[str]:
         return self.settings.region or self.identity.region or None
 
-    def _adopt(self, suggestions: List[Json]) -> None:
-        detector = self._detector_for_scan()
-        try:
-            view = detector.view(self.me, self.experiment_id, suggestions)
-        except Exception as exc:
-            # EC2 unreachable or not permitted: leases still tell who is alive, so use them.
-            self.log.event("orphan_scan_fallback", error=f"{type(exc).__name__}: {exc}")
-            detector = LeaseDetector(self.settings.lease_ttl_s, clock=self.clock)
-            view = detector.view(self.me, self.experiment_id, suggestions)
+    def _adopt(
+        self, suggestions: List[Json], known: Optional[Tuple[Detector, OrphanView]] = None
+    ) -> None:
+        """Claim the orphans among ``suggestions``; ``known``: the view of the last full scan
+        (the live set cannot be computed from lapsed suggestions only)."""
+        if known is not None:
+            detector, view = known
+        else:
+            detector = self._detector_for_scan()
+            try:
+                view = detector.view(self.me, self.experiment_id, suggestions)
+            except Exception as exc:
+                # EC2 unreachable or not permitted: leases still tell who is alive, so use them.
+                self.log.event("orphan_scan_fallback", error=f"{type(exc).__name__}: {exc}")
+                detector = LeaseDetector(self.settings.lease_ttl_s, clock=self.clock)
+                view = detector.view(self.me, self.experiment_id, suggestions)
+            self._view = (detector, view)
         now = self.clock()
         ttl = self.settings.lease_ttl_s
         candidates = sorted(
@@ -797,6 +870,12 @@ def _orphaned_since(suggestion: Json, lease_ttl_s: float) -> float:
         return float(metadata["interrupted_at"])
     except (KeyError, TypeError, ValueError):
         return lease_expiry(suggestion, lease_ttl_s)
+
+
+def _open_count(experiment: Json) -> Optional[int]:
+    """``progress.open_suggestion_count`` (our server's extension), if reported."""
+    count = (experiment.get("progress") or {}).get("open_suggestion_count")
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def _new_entry(experiment_id: str, suggestion: Json) -> Entry:

@@ -7,7 +7,7 @@ to walk lists), so the agent works against any SigOpt-v1 server.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import requests
 from requests.auth import HTTPBasicAuth
@@ -15,6 +15,8 @@ from requests.auth import HTTPBasicAuth
 from worker_bootstrap.retry import Backoff
 
 Json = Dict[str, Any]
+# Our server's answer to ``lease_expired_by`` (suggestion_server/services/lapsed_leases.py).
+LEASE_FILTER_HEADER = "X-Optfleet-Lease-Filter"
 
 
 class ApiError(Exception):
@@ -80,6 +82,7 @@ class ApiClient:
         self.timeout = timeout
         self.backoff = backoff or Backoff()
         self.calls = 0  # requests actually sent (for the calls-per-evaluation benchmark)
+        self.last_headers: Mapping[str, str] = {}  # of the last successful response
 
     def request(
         self,
@@ -119,6 +122,7 @@ class ApiClient:
                     raise AmbiguousRequest(method, path, last) from None
                 continue
             status = response.status_code
+            self.last_headers = response.headers
             if status == 429:
                 last = "HTTP 429 (rate limited)"
                 continue
@@ -172,9 +176,11 @@ class ApiClient:
             body={"metadata": metadata},
         )
 
-    def open_suggestions(self, experiment_id: str, limit: Optional[int] = None) -> Iterator[Json]:
+    def open_suggestions(
+        self, experiment_id: str, limit: Optional[int] = None, extra: Optional[Json] = None
+    ) -> Iterator[Json]:
         """Every open suggestion, newest first, following ``paging.before`` across all pages."""
-        first: Json = {"state": "open"}
+        first: Json = {"state": "open", **(extra or {})}
         if limit is not None:
             first["limit"] = limit
         params = dict(first)
@@ -187,6 +193,15 @@ class ApiClient:
             if not data or not marker:
                 return
             params = {**first, "before": marker}
+
+    def lapsed_open_suggestions(
+        self, experiment_id: str, at: float, limit: Optional[int] = None
+    ) -> Tuple[List[Json], bool]:
+        """Open suggestions whose lease lapsed by ``at`` or that were interrupted (optfleet's
+        ``lease_expired_by`` extension), and whether the server applied the filter: a server
+        that ignored it answered with every open suggestion."""
+        rows = list(self.open_suggestions(experiment_id, limit, {"lease_expired_by": f"{at:.3f}"}))
+        return rows, self.last_headers.get(LEASE_FILTER_HEADER) == "applied"
 
     def create_observation(self, experiment_id: str, body: Json) -> Json:
         """POST /experiments/{id}/observations (not idempotent)."""

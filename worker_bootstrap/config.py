@@ -34,6 +34,8 @@ KEYS = (
     "OPTFLEET_HTTP_ATTEMPTS",
     "OPTFLEET_CLAIM_SETTLE",
     "OPTFLEET_ADOPT_INTERVAL",
+    "OPTFLEET_ADOPT_SCAN_ROWS",
+    "OPTFLEET_SCAN_FILTERS",
     "OPTFLEET_ADOPT",
     "OPTFLEET_ORPHAN_DETECTION",
     "OPTFLEET_PAGE_LIMIT",
@@ -77,6 +79,8 @@ class Settings:
     http_attempts: int = 6
     claim_settle_s: Optional[float] = None
     adopt_interval_s: float = 60.0
+    adopt_scan_rows: int = 100
+    scan_filters: bool = True
     adopt: bool = True
     orphan_detection: str = "auto"
     page_limit: Optional[int] = None
@@ -249,6 +253,12 @@ def settings_from(values: Mapping[str, str], command: Optional[List[str]] = None
         )
     if values.get("OPTFLEET_PAGE_LIMIT"):
         settings.page_limit = _integer("OPTFLEET_PAGE_LIMIT", values["OPTFLEET_PAGE_LIMIT"])
+    if values.get("OPTFLEET_ADOPT_SCAN_ROWS"):
+        settings.adopt_scan_rows = _integer(
+            "OPTFLEET_ADOPT_SCAN_ROWS", values["OPTFLEET_ADOPT_SCAN_ROWS"], minimum=0
+        )
+    if values.get("OPTFLEET_SCAN_FILTERS"):
+        settings.scan_filters = _flag("OPTFLEET_SCAN_FILTERS", values["OPTFLEET_SCAN_FILTERS"])
     if values.get("OPTFLEET_ADOPT"):
         settings.adopt = _flag("OPTFLEET_ADOPT", values["OPTFLEET_ADOPT"])
     if values.get("OPTFLEET_PRICING"):

@@ -33,6 +33,7 @@ from suggestion_server.schemas import (
     SuggestionUpdate,
     validate_body,
 )
+from suggestion_server.services import lapsed_leases
 from suggestion_server.services import suggestions as service
 
 router = APIRouter(prefix="/v1/experiments/{experiment_id}/suggestions", tags=["suggestions"])
@@ -58,7 +59,9 @@ def create_suggestion(
 @router.get(
     "",
     responses=ok(PaginationOut[SuggestionOut]),
-    description="Newest first. Extension: `metadata.<key>=<value>` filters on a metadata value.",
+    description="Newest first. Extensions: `metadata.<key>=<value>` filters on a metadata value; "
+    "`lease_expired_by=<unix s>` (with `state=open`) keeps the suggestions an optfleet agent "
+    "might adopt (see suggestion_server/services/lapsed_leases.py).",
 )
 def list_suggestions(
     request: Request,
@@ -71,9 +74,17 @@ def list_suggestions(
     after: After = None,
     deleted: Annotated[str | None, Query(description="true: include deleted")] = None,
     id: Annotated[str | None, Query(description="comma-separated ids")] = None,
+    lease_expired_by: Annotated[
+        str | None, Query(description="unix seconds: only open suggestions with a lapsed lease")
+    ] = None,
     fields: Fields = None,
 ) -> Response:
     """A page of suggestions."""
+    lapsed_by = lapsed_leases.parse_lapsed_by(lease_expired_by)
+    if lapsed_by is not None:
+        return _lapsed_open_suggestions(
+            request, ctx, client_id, experiment_id, lapsed_by, (limit, before, after), fields
+        )
     result = service.list_suggestions(
         ctx,
         client_id,
@@ -85,6 +96,25 @@ def list_suggestions(
         metadata=metadata_query(request),
     )
     return render(request, result, fields)
+
+
+def _lapsed_open_suggestions(
+    request: Request,
+    ctx: Ctx,
+    client_id: int,
+    experiment_id: str,
+    lapsed_by: float,
+    page: tuple[int | None, str | None, str | None],
+    fields: str | None,
+) -> Response:
+    """``lease_expired_by``: the agents' orphan scan; combined only with state, paging, fields."""
+    lapsed_leases.check_combination(list(request.query_params), request.query_params.get("state"))
+    result = lapsed_leases.list_lapsed_open_suggestions(
+        ctx, client_id, path_id(experiment_id), paging(*page), lapsed_by
+    )
+    response = render(request, result, fields)
+    response.headers[lapsed_leases.HEADER] = "applied"
+    return response
 
 
 @router.delete("", responses=ok(EmptyOut))

@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "worker_bootstrap"
 # Modules that need only the standard library (requests may be absent from a bare 3.9).
 PURE = ["config", "journal", "results", "metadata", "crash", "logs", "retry", "evaluation",
-        "install"]  # fmt: skip
+        "install", "scan_cadence"]  # fmt: skip
 
 
 def python39() -> str | None:

@@ -10,7 +10,8 @@ replays). Fault kinds:
 - ``drop``: close the connection without forwarding and without an answer;
 - ``reset``: TCP reset (SO_LINGER 0) without forwarding;
 - ``reset_after_forward``: forward, then reset instead of answering (ambiguous);
-- ``delay``: wait ``delay_s`` before forwarding.
+- ``delay``: wait ``delay_s`` before forwarding;
+- ``drop_param``: forward without the query parameter ``param`` (a server that ignores it).
 
 ``log`` records ``(method, path, fault or None, upstream status or None)`` per request, and
 ``arrivals`` the ``time.monotonic()`` at which each request arrived (same order).
@@ -30,9 +31,17 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-KINDS = ("status", "status_after_forward", "drop", "reset", "reset_after_forward", "delay")
+KINDS = (
+    "status",
+    "status_after_forward",
+    "drop",
+    "reset",
+    "reset_after_forward",
+    "delay",
+    "drop_param",
+)
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -56,6 +65,7 @@ class Rule:
     probability: float = 1.0
     status: int = 503
     delay_s: float = 0.0
+    param: str = ""
     fired: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -156,6 +166,14 @@ class FaultProxy:
         self.stop()
 
 
+def _without_param(path: str, name: str) -> str:
+    parts = urlsplit(path)
+    query = urlencode(
+        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
+    )
+    return parts._replace(query=query).geturl()
+
+
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         return  # resets and drops are deliberate
@@ -199,6 +217,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         kind = rule.kind if rule else None
         if rule is not None and kind == "delay":
             time.sleep(rule.delay_s)  # the injected fault itself, not test synchronisation
+        if rule is not None and kind == "drop_param":
+            self.path = _without_param(self.path, rule.param)
         if rule is not None and kind in ("drop", "reset"):
             self.proxy._record(method, path, kind, None)
             self._abort(reset=kind == "reset")

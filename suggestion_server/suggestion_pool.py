@@ -1,0 +1,406 @@
+"""Engine runs and the suggestion pool: how a suggestion gets assignments when neither the
+request nor the queue gives them (docs/api.md, "The suggestion pool").
+
+An engine run holds only the experiment's engine lock (``engine_lock.py``): it reads the rows in
+a read transaction, lets the engine compute outside any write lock, then stores its results in
+one short write. A run serves one request and, when demand is high, also computes a batch of
+entries for the pool (``suggestion_pool`` table) that later requests take in a short write,
+without the engine. A pending point is an open suggestion or a pooled entry, so every proposal
+of a run sees all of them, and its own earlier proposals, as running trials.
+
+Sizing (all per experiment):
+
+- *Pool mode* needs a fleet of at least ``POOL_MIN_FLEET`` workers (open suggestions plus
+  requests of this process waiting for a run) and a demand the engine cannot serve on request:
+  suggestions created per second across all server processes (counted in the database) times
+  the engine's seconds per proposal is at least ``POOL_MIN_LOAD``, or requests of this process
+  are already waiting for a run. Otherwise the pool is emptied and every request runs the
+  engine itself: a small fleet gets exactly the behaviour without a pool.
+- *Target size*: about ``SAFETY`` x demand x the length of a refill cycle, within
+  [``POOL_MIN``, ``POOL_MAX``]. A run computes at most ``CYCLE_BUDGET_S`` of proposals.
+- *Padding*: when the engine cannot keep up even running back to back (load above
+  ``PADDING_LOAD``, or this process's waiting requests alone need more than a cycle), the rest
+  of the target is filled with random points that avoid every pending one (``padding.py``),
+  served after the engine's entries. Grid experiments are never padded.
+- *Staleness*: an entry is not served once the experiment's version changed (observation edited
+  or deleted, parameters changed) or ``stale_after`` = max(``STALE_MIN``, 2 x target)
+  observations newer than those it was computed from exist.
+
+Refills run in a small background executor, started after a request takes from the pool and the
+pool is low; a refill that cannot get the engine lock at once leaves it to the holder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from suggestion_server.db import Store
+from suggestion_server.engine_lock import EngineLocks
+from suggestion_server.errors import bad_request
+from suggestion_server.experiment_space import (
+    metric_key,
+    optimized_metrics,
+    rendered_assignments,
+    search_spec,
+)
+from suggestion_server.models import Experiment, Suggestion
+from suggestion_server.padding import padding_points, point_key
+from suggestion_server.pool_store import (
+    ENGINE_RANK,
+    PADDING_RANK,
+    BatchRowSource,
+    Freshness,
+    PoolEntry,
+    drop_pool,
+    drop_stale,
+    last_observation_id,
+    new_pool_id,
+    pool_freshness,
+    store_entries,
+    take_entry,
+)
+from suggestion_server.store import dumps
+from suggestion_server.suggest.api import SearchSpec, Suggester
+
+log = logging.getLogger("suggestion_server.pool")
+
+POOL_MIN_FLEET = 16
+POOL_MIN_LOAD = 0.5
+PADDING_LOAD = 1.0
+SAFETY = 2.0
+POOL_MIN = 2
+POOL_MAX = 1024
+CYCLE_BUDGET_S = 0.25
+STALE_MIN = 8
+# Demand is measured over at least this long.
+RATE_WINDOW_S = 1.0
+# A waiting request looks at the pool at least this often (a run in another process does not
+# wake it), and gives up after WAIT_LIMIT_S.
+POLL_S = 0.05
+WAIT_LIMIT_S = 120.0
+# A pool take checks whether a refill is due at most this often.
+CHECK_EVERY_S = 0.1
+
+
+@dataclass
+class _Experiment:
+    """What this process knows about one experiment's engine runs."""
+
+    wake: threading.Condition = field(default_factory=threading.Condition)
+    waiting: int = 0
+    propose_s: float | None = None  # moving average of the engine's time per proposal
+    cycle_s: float = CYCLE_BUDGET_S
+    mark_id: int | None = None
+    mark_time: float = 0.0
+    rate: float = 0.0  # suggestions created per second, all processes
+    target: int = 0
+    stored: int = 0  # bumped whenever a run of this process stored entries
+    refilling: bool = False
+    last_check: float = 0.0
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A pooled entry handed to a request."""
+
+    assignments_json: str
+    source: str  # "pool" (the engine's) or "padding"
+
+
+@dataclass
+class _Run:
+    """The outcome of one engine run."""
+
+    own: dict[str, Any] | None = None  # the requester's assignments
+    entries: list[PoolEntry] = field(default_factory=list)
+    freshness: Freshness | None = None
+    pool_mode: bool = False
+    stale_groups: list[int] = field(default_factory=list)
+    pooled: int = 0  # entries in the pool when the run started, fresh or stale
+
+    def writes(self) -> bool:
+        """Whether the run has anything to store."""
+        if self.own is not None or self.entries or self.stale_groups:
+            return True
+        return not self.pool_mode and self.pooled > 0
+
+
+class SuggestionPool:
+    """Engine runs (for a request, or a refill) and pool takes; one per server process."""
+
+    def __init__(self, store: Store, suggester: Suggester, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._suggester = suggester
+        self._clock = clock
+        self._locks = EngineLocks(store)
+        self._guard = threading.Lock()
+        self._experiments: dict[int, _Experiment] = {}
+        self._refills = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pool-refill")
+        self._rng = random.Random()  # noqa: S311 - sampling, not security
+
+    def _state(self, experiment_id: int) -> _Experiment:
+        with self._guard:
+            state = self._experiments.get(experiment_id)
+            if state is None:
+                state = self._experiments[experiment_id] = _Experiment()
+            return state
+
+    def shutdown(self) -> None:
+        """Stop refilling (pending refills are dropped)."""
+        self._refills.shutdown(wait=False, cancel_futures=True)
+
+    # Requests ---------------------------------------------------------------------------
+
+    def take(self, session: Session, experiment: Any) -> Taken | None:
+        """Inside the caller's short write: remove and return a fresh pooled entry, or None."""
+        row = take_entry(session, experiment.id, experiment.version)
+        if row is None:
+            return None
+        return Taken(row.assignments_json, "pool" if row.rank == ENGINE_RANK else "padding")
+
+    def after_take(self, experiment_id: int) -> None:
+        """Start a background refill if one may be due."""
+        state = self._state(experiment_id)
+        now = time.monotonic()
+        with state.wake:
+            if state.refilling or now - state.last_check < CHECK_EVERY_S:
+                return
+            state.refilling = True
+            state.last_check = now
+        try:
+            self._refills.submit(self._refill, experiment_id)
+        except RuntimeError:  # shutting down
+            with state.wake:
+                state.refilling = False
+
+    def assignments_from_engine(
+        self,
+        experiment_id: int,
+        take_from_pool: Callable[[], Any | None],
+        insert_own: Callable[[Session, dict[str, Any]], Any],
+    ) -> Any:
+        """The requester's suggestion from an engine run, or from the pool if entries appear
+        while another run holds the engine lock. ``take_from_pool`` tries a pool take in its
+        own short write; ``insert_own`` inserts the requester's suggestion with the run's
+        assignments inside the run's write. Returns what either of them returned."""
+        state = self._state(experiment_id)
+        deadline = time.monotonic() + WAIT_LIMIT_S
+        with state.wake:
+            state.waiting += 1
+            seen = state.stored
+        waiting = True
+        try:
+            while True:
+                with self._locks.hold(experiment_id, wait=False) as acquired:
+                    if acquired:
+                        with state.wake:
+                            state.waiting -= 1
+                            waiting = False
+                        run, own = self._run_and_store(experiment_id, state, insert_own)
+                        if run.own is not None:
+                            return own
+                # Another run holds the lock, or the pool had entries for us after all.
+                with state.wake:
+                    if not waiting:
+                        state.waiting += 1
+                        waiting = True
+                    if state.stored == seen:
+                        state.wake.wait(POLL_S)
+                    seen = state.stored
+                taken = take_from_pool()
+                if taken is not None:
+                    return taken
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no engine run for experiment {experiment_id}")
+        finally:
+            if waiting:
+                with state.wake:
+                    state.waiting -= 1
+
+    # Refills ----------------------------------------------------------------------------
+
+    def _refill(self, experiment_id: int) -> None:
+        state = self._state(experiment_id)
+        try:
+            for _ in range(8):  # bounded: the next take starts another refill
+                with self._locks.hold(experiment_id, wait=False) as acquired:
+                    if not acquired:
+                        return
+                    run, _ = self._run_and_store(experiment_id, state, None)
+                if not run.pool_mode or not run.entries:
+                    return
+        except Exception:
+            log.exception("pool refill failed experiment=%s", experiment_id)
+        finally:
+            with state.wake:
+                state.refilling = False
+
+    # One engine run ---------------------------------------------------------------------
+
+    def _run_and_store(
+        self,
+        experiment_id: int,
+        state: _Experiment,
+        insert_own: Callable[[Session, dict[str, Any]], Any] | None,
+    ) -> tuple[_Run, Any]:
+        """Under the engine lock: compute, then one short write. Returns the run and, when the
+        run computed the requester's assignments, ``insert_own``'s result."""
+        started = time.monotonic()
+        run = self._compute(experiment_id, state, requested=insert_own is not None)
+        result: Any = None
+        if not run.writes():
+            return run, result
+        with self._store.write() as session:
+            if not run.pool_mode and run.pooled:
+                drop_pool(session, experiment_id)
+            elif run.freshness is not None:
+                for mark in run.stale_groups:
+                    drop_stale(session, experiment_id, run.freshness.version, mark)
+            if insert_own is not None and run.own is not None:
+                result = insert_own(session, run.own)
+            if run.freshness is not None:
+                store_entries(
+                    session, experiment_id, run.entries, run.freshness, int(self._clock())
+                )
+        elapsed = time.monotonic() - started
+        with state.wake:
+            state.cycle_s = 0.8 * state.cycle_s + 0.2 * max(elapsed, CYCLE_BUDGET_S)
+            if run.entries:
+                state.stored += 1
+                state.wake.notify(len(run.entries))
+            else:
+                state.wake.notify(1)  # one waiter may take the lock now
+        if run.entries:
+            padded = sum(1 for entry in run.entries if entry.rank == PADDING_RANK)
+            log.info(
+                "pool refilled experiment=%s engine=%s padding=%s target=%s rate=%.1f "
+                "propose_ms=%.0f waiting=%s ms=%.0f",
+                experiment_id,
+                len(run.entries) - padded,
+                padded,
+                state.target,
+                state.rate,
+                (state.propose_s or 0) * 1000,
+                state.waiting,
+                elapsed * 1000,
+            )
+        return run, result
+
+    def _compute(self, experiment_id: int, state: _Experiment, *, requested: bool) -> _Run:
+        run = _Run()
+        with self._store.read() as session:
+            experiment = session.get(Experiment, experiment_id)
+            if experiment is None or experiment.state == "deleted":
+                if requested:
+                    raise bad_request(
+                        f"Cannot create suggestions for deleted experiment {experiment_id}"
+                    )
+                return run
+            params = json.loads(experiment.parameters_json)
+            metrics = json.loads(experiment.metrics_json)
+            spec = search_spec(experiment.id, experiment.type, params, metrics)
+            self._measure_rate(session, experiment_id, state)
+            fresh, stale_groups, pooled = pool_freshness(session, experiment_id, experiment.version)
+            run.pooled = pooled
+            source = BatchRowSource(
+                session,
+                experiment_id,
+                {metric_key(m["name"]): metric_key(m["name"]) for m in optimized_metrics(metrics)},
+            )
+            pending = source.pending()
+            open_count = sum(1 for row in pending if row.id > 0)
+            with state.wake:
+                waiting = state.waiting
+            load = state.rate * (state.propose_s or 0.0)
+            # The fleet: workers holding a suggestion plus requests waiting for one (those of
+            # other processes show up in the demand rate instead).
+            fleet = open_count + waiting + (1 if requested else 0)
+            run.pool_mode = fleet >= POOL_MIN_FLEET and (load >= POOL_MIN_LOAD or waiting > 0)
+            state.target = self._target(state) if run.pool_mode else 0
+            need = (1 if requested else 0) + (
+                state.target + waiting - fresh if run.pool_mode else 0
+            )
+            if need <= 0:
+                return run
+            mark = last_observation_id(session, experiment_id)
+            per_cycle = max(1, int(CYCLE_BUDGET_S / state.propose_s)) if state.propose_s else 1
+            engine_count = min(need, per_cycle)
+            proposals = [
+                self._propose(spec, experiment.version, source, state, params)
+                for _ in range(engine_count)
+            ]
+            saturated = load > PADDING_LOAD or waiting * (state.propose_s or 0.0) > CYCLE_BUDGET_S
+            padding: list[dict[str, Any]] = []
+            if run.pool_mode and saturated and spec.kind != "grid" and need > engine_count:
+                taken = {point_key(row.assignments) for row in pending}
+                padding = [
+                    rendered_assignments(point, params)
+                    for point in padding_points(spec, taken, need - engine_count, self._rng)
+                ]
+        if requested:
+            run.own = proposals.pop(0)[1]
+        run.entries = [
+            PoolEntry(key, dumps(assignments) or "{}", ENGINE_RANK)
+            for key, assignments in proposals
+        ] + [PoolEntry(new_pool_id(), dumps(point) or "{}", PADDING_RANK) for point in padding]
+        if run.pool_mode:
+            stale_after = max(STALE_MIN, 2 * state.target)
+            run.freshness = Freshness(experiment.version, mark, stale_after)
+            run.stale_groups = stale_groups
+        return run
+
+    def _propose(
+        self,
+        spec: SearchSpec,
+        version: int,
+        source: BatchRowSource,
+        state: _Experiment,
+        params: list[Any],
+    ) -> tuple[int, dict[str, Any]]:
+        """(pool id, rendered assignments) of one proposal, recorded as pending for the next."""
+        pool_id = new_pool_id()
+        started = time.monotonic()
+        proposed = self._suggester.propose(spec, version, source, for_suggestion_id=-pool_id)
+        elapsed = time.monotonic() - started
+        state.propose_s = (
+            elapsed if state.propose_s is None else 0.8 * state.propose_s + 0.2 * elapsed
+        )
+        missing = {p["name"] for p in params} - set(proposed)
+        if missing:
+            raise RuntimeError(f"engine proposed no value for {sorted(missing)}")
+        assignments = rendered_assignments({p["name"]: proposed[p["name"]] for p in params}, params)
+        source.add_pending(-pool_id, assignments)
+        return pool_id, assignments
+
+    def _measure_rate(self, session: Session, experiment_id: int, state: _Experiment) -> None:
+        """Suggestions created per second (all processes) since this process's last mark."""
+        now = time.monotonic()
+        if state.mark_id is not None and now - state.mark_time < RATE_WINDOW_S:
+            return
+        count, newest = session.execute(
+            select(func.count(), func.max(Suggestion.id)).where(
+                Suggestion.experiment_id == experiment_id,
+                Suggestion.id > (state.mark_id or 0),
+            )
+        ).one()
+        if state.mark_id is not None:
+            state.rate = int(count) / (now - state.mark_time)
+        state.mark_id = int(newest or state.mark_id or 0)
+        state.mark_time = now
+
+    @staticmethod
+    def _target(state: _Experiment) -> int:
+        wanted = math.ceil(SAFETY * state.rate * state.cycle_s)
+        return min(POOL_MAX, max(POOL_MIN, wanted))

@@ -65,6 +65,7 @@ def run_database(name: str, db_url: str | None, args: argparse.Namespace) -> dic
             request_timeout_s=180,
             attempts=5,
             seed=args.seed,
+            eval_s=args.eval_s,
         )
         result = AsyncWorkers(server.url, BENCH_TOKEN, eid, config).run()
         load_after = os.getloadavg()[0]
@@ -161,7 +162,8 @@ def section(runs: list[dict[str, Any]], args: argparse.Namespace, total_s: float
             f"{args.workers} simulated workers (coroutines of the asyncio load generator, one "
             "kept-alive connection each, benchmarks/_async_workers.py; on the same 2 cores as "
             f"the server, which runs {args.server_workers} process(es)) loop create suggestion "
-            "-> simulated evaluation (0-50 ms) -> create observation for "
+            f"-> simulated evaluation ({args.eval_s[0]:g}-{args.eval_s[1]:g} s) -> create "
+            "observation for "
             f"{args.duration:.0f} s on a discrete space of 24,000 points "
             "(tests/reliability/load_sim.py's experiment). Baseline in the same invocation, same "
             f"server: the same {args.workers} connections sending {args.baseline} `GET /health` "
@@ -215,6 +217,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per DB")
     parser.add_argument("--baseline", type=int, default=10, help="GET /health per connection")
     parser.add_argument("--server-workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--eval-s",
+        type=lambda text: tuple(float(part) for part in text.split(",")),
+        default=(0.0, 0.05),
+        help="simulated evaluation time range LOW,HIGH in seconds (default 0,0.05)",
+    )
     parser.add_argument("--section", default="load", help="report section to write")
     parser.add_argument("--title", default="The 1,000-worker run (suggestion server under load)")
     parser.add_argument("--seed", type=int, default=7)

@@ -48,6 +48,11 @@ _NEWER_OBSERVATIONS = select(func.count()).select_from(
     .limit(bindparam("limit"))
     .subquery()
 )
+_OPEN_COUNT = select(func.count()).where(
+    _SUGGESTIONS.c.experiment_id == bindparam("eid"),
+    _SUGGESTIONS.c.deleted.is_(False),
+    _SUGGESTIONS.c.closed.is_(False),
+)
 _LAST_OBSERVATION_ID = select(func.max(_OBSERVATIONS.c.id)).where(
     _OBSERVATIONS.c.experiment_id == bindparam("eid")
 )
@@ -157,6 +162,11 @@ def store_entries(
             for entry in entries
         ],
     )
+
+
+def open_count(session: Session, experiment_id: int) -> int:
+    """How many open suggestions the experiment has."""
+    return int(session.connection().execute(_OPEN_COUNT, {"eid": experiment_id}).scalar() or 0)
 
 
 def last_observation_id(session: Session, experiment_id: int) -> int:

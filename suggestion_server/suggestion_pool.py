@@ -67,6 +67,7 @@ from suggestion_server.pool_store import (
     drop_stale,
     last_observation_id,
     new_pool_id,
+    open_count,
     pool_freshness,
     store_entries,
     take_entry,
@@ -92,6 +93,8 @@ POLL_S = 0.05
 WAIT_LIMIT_S = 120.0
 # A pool take checks whether a refill is due at most this often.
 CHECK_EVERY_S = 0.1
+# Background refills leave the process at least this share of time between engine runs.
+ENGINE_SHARE = 0.5
 
 
 @dataclass
@@ -108,7 +111,7 @@ class _Experiment:
     target: int = 0
     stored: int = 0  # bumped whenever a run of this process stored entries
     refilling: bool = False
-    last_check: float = 0.0
+    next_check: float = 0.0  # monotonic time before which no refill starts
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class _Run:
     pool_mode: bool = False
     stale_groups: list[int] = field(default_factory=list)
     pooled: int = 0  # entries in the pool when the run started, fresh or stale
+    engine_s: float = 0.0  # time spent in the engine
 
     def writes(self) -> bool:
         """Whether the run has anything to store."""
@@ -175,10 +179,10 @@ class SuggestionPool:
         state = self._state(experiment_id)
         now = time.monotonic()
         with state.wake:
-            if state.refilling or now - state.last_check < CHECK_EVERY_S:
+            if state.refilling or now < state.next_check:
                 return
             state.refilling = True
-            state.last_check = now
+            state.next_check = now + CHECK_EVERY_S
         try:
             self._refills.submit(self._refill, experiment_id)
         except RuntimeError:  # shutting down
@@ -239,7 +243,12 @@ class SuggestionPool:
                     if not acquired:
                         return
                     run, _ = self._run_and_store(experiment_id, state, None)
-                if not run.pool_mode or not run.entries:
+                with state.wake:
+                    # The engine gets about ENGINE_SHARE of the process: a saturated server
+                    # still answers requests (padding covers the rest).
+                    pause = run.engine_s * (1 / ENGINE_SHARE - 1)
+                    state.next_check = time.monotonic() + max(CHECK_EVERY_S, pause)
+                if not run.pool_mode or not run.entries or pause > CHECK_EVERY_S:
                     return
         except Exception:
             log.exception("pool refill failed experiment=%s", experiment_id)
@@ -319,14 +328,12 @@ class SuggestionPool:
                 experiment_id,
                 {metric_key(m["name"]): metric_key(m["name"]) for m in optimized_metrics(metrics)},
             )
-            pending = source.pending()
-            open_count = sum(1 for row in pending if row.id > 0)
             with state.wake:
                 waiting = state.waiting
             load = state.rate * (state.propose_s or 0.0)
             # The fleet: workers holding a suggestion plus requests waiting for one (those of
             # other processes show up in the demand rate instead).
-            fleet = open_count + waiting + (1 if requested else 0)
+            fleet = open_count(session, experiment_id) + waiting + (1 if requested else 0)
             run.pool_mode = fleet >= POOL_MIN_FLEET and (load >= POOL_MIN_LOAD or waiting > 0)
             state.target = self._target(state) if run.pool_mode else 0
             need = (1 if requested else 0) + (
@@ -335,12 +342,15 @@ class SuggestionPool:
             if need <= 0:
                 return run
             mark = last_observation_id(session, experiment_id)
+            pending = source.pending()
             per_cycle = max(1, int(CYCLE_BUDGET_S / state.propose_s)) if state.propose_s else 1
             engine_count = min(need, per_cycle)
+            engine_started = time.monotonic()
             proposals = [
                 self._propose(spec, experiment.version, source, state, params)
                 for _ in range(engine_count)
             ]
+            run.engine_s = time.monotonic() - engine_started
             saturated = load > PADDING_LOAD or waiting * (state.propose_s or 0.0) > CYCLE_BUDGET_S
             padding: list[dict[str, Any]] = []
             if run.pool_mode and saturated and spec.kind != "grid" and need > engine_count:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, delete, func, insert, select
+from sqlalchemy import Engine, create_engine, func, insert, select
 
 from suggestion_server.config import normalize_db_url
 from suggestion_server.models import PooledSuggestion
@@ -194,7 +194,4 @@ def test_deleted_experiment_does_not_serve_its_pool(
     api.ok("DELETE", f"/v1/experiments/{eid}")
     response = api.post(f"/v1/experiments/{eid}/suggestions", json={})
     assert response.status_code == 400, response.text
-    with database.begin() as connection:
-        connection.execute(
-            delete(PooledSuggestion).where(PooledSuggestion.experiment_id == int(eid))
-        )
+    assert pooled_count(database, eid) == 0  # deleting the experiment emptied its pool

@@ -87,8 +87,8 @@ CYCLE_BUDGET_S = 0.25
 STALE_MIN = 8
 # Demand is measured over at least this long.
 RATE_WINDOW_S = 1.0
-# A waiting request looks at the pool at least this often (a run in another process does not
-# wake it), and gives up after WAIT_LIMIT_S.
+# The waiting requests of a process look at the pool about this often in all (a run in another
+# process does not wake them); each gives up after WAIT_LIMIT_S.
 POLL_S = 0.05
 WAIT_LIMIT_S = 120.0
 # A pool take checks whether a refill is due at most this often.
@@ -221,7 +221,10 @@ class SuggestionPool:
                         state.waiting += 1
                         waiting = True
                     if state.stored == seen:
-                        state.wake.wait(POLL_S)
+                        # Woken when a run of this process stored entries, else after a while (a
+                        # run in another process wakes nobody): in all, the waiters of a process
+                        # look at the pool about every POLL_S.
+                        state.wake.wait(POLL_S * max(1, state.waiting))
                     seen = state.stored
                 taken = take_from_pool()
                 if taken is not None:

@@ -8,23 +8,7 @@ entries for the pool (``suggestion_pool`` table) that later requests take in a s
 without the engine. A pending point is an open suggestion or a pooled entry, so every proposal
 of a run sees all of them, and its own earlier proposals, as running trials.
 
-Sizing (all per experiment):
-
-- *Pool mode* needs a fleet of at least ``POOL_MIN_FLEET`` workers (open suggestions plus
-  requests of this process waiting for a run) and a demand the engine cannot serve on request:
-  suggestions created per second across all server processes (counted in the database) times
-  the engine's seconds per proposal is at least ``POOL_MIN_LOAD``, or requests of this process
-  are already waiting for a run. Otherwise the pool is emptied and every request runs the
-  engine itself: a small fleet gets exactly the behaviour without a pool.
-- *Target size*: about ``SAFETY`` x demand x the length of a refill cycle, within
-  [``POOL_MIN``, ``POOL_MAX``]. A run computes at most ``CYCLE_BUDGET_S`` of proposals.
-- *Padding*: when the engine cannot keep up even running back to back (load above
-  ``PADDING_LOAD``, or this process's waiting requests alone need more than a cycle), the rest
-  of the target is filled with random points that avoid every pending one (``padding.py``),
-  served after the engine's entries. Grid experiments are never padded.
-- *Staleness*: an entry is not served once the experiment's version changed (observation edited
-  or deleted, parameters changed) or ``stale_after`` = max(``STALE_MIN``, 2 x target)
-  observations newer than those it was computed from exist.
+How much a run computes is ``pool_sizing.py``'s rule.
 
 Refills run in a small background executor, started after a request takes from the pool and the
 pool is low; a refill that cannot get the engine lock at once leaves it to the holder.
@@ -34,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import threading
 import time
@@ -57,6 +40,7 @@ from suggestion_server.experiment_space import (
 )
 from suggestion_server.models import Experiment, Suggestion
 from suggestion_server.padding import padding_points, point_key
+from suggestion_server.pool_sizing import CYCLE_BUDGET_S, Demand, plan_run
 from suggestion_server.pool_store import (
     ENGINE_RANK,
     PADDING_RANK,
@@ -65,6 +49,7 @@ from suggestion_server.pool_store import (
     PoolEntry,
     drop_pool,
     drop_stale,
+    engine_key,
     last_observation_id,
     new_pool_id,
     open_count,
@@ -77,14 +62,6 @@ from suggestion_server.suggest.api import SearchSpec, Suggester
 
 log = logging.getLogger("suggestion_server.pool")
 
-POOL_MIN_FLEET = 16
-POOL_MIN_LOAD = 0.5
-PADDING_LOAD = 1.0
-SAFETY = 2.0
-POOL_MIN = 2
-POOL_MAX = 1024
-CYCLE_BUDGET_S = 0.25
-STALE_MIN = 8
 # Demand is measured over at least this long.
 RATE_WINDOW_S = 1.0
 # The waiting requests of a process look at the pool about this often in all (a run in another
@@ -132,6 +109,7 @@ class _Run:
     pool_mode: bool = False
     stale_groups: list[int] = field(default_factory=list)
     pooled: int = 0  # entries in the pool when the run started, fresh or stale
+    version: int = 0  # the experiment's version the run read
     engine_s: float = 0.0  # time spent in the engine
 
     def writes(self) -> bool:
@@ -164,8 +142,6 @@ class SuggestionPool:
     def shutdown(self) -> None:
         """Stop refilling (pending refills are dropped)."""
         self._refills.shutdown(wait=False, cancel_futures=True)
-
-    # Requests ---------------------------------------------------------------------------
 
     def take(self, session: Session, experiment: Any) -> Taken | None:
         """Inside the caller's short write: remove and return a fresh pooled entry, or None."""
@@ -236,8 +212,6 @@ class SuggestionPool:
                 with state.wake:
                     state.waiting -= 1
 
-    # Refills ----------------------------------------------------------------------------
-
     def _refill(self, experiment_id: int) -> None:
         state = self._state(experiment_id)
         try:
@@ -259,8 +233,6 @@ class SuggestionPool:
             with state.wake:
                 state.refilling = False
 
-    # One engine run ---------------------------------------------------------------------
-
     def _run_and_store(
         self,
         experiment_id: int,
@@ -277,9 +249,9 @@ class SuggestionPool:
         with self._store.write() as session:
             if not run.pool_mode and run.pooled:
                 drop_pool(session, experiment_id)
-            elif run.freshness is not None:
+            else:
                 for mark in run.stale_groups:
-                    drop_stale(session, experiment_id, run.freshness.version, mark)
+                    drop_stale(session, experiment_id, run.version, mark)
             if insert_own is not None and run.own is not None:
                 result = insert_own(session, run.own)
             if run.freshness is not None:
@@ -324,8 +296,10 @@ class SuggestionPool:
             metrics = json.loads(experiment.metrics_json)
             spec = search_spec(experiment.id, experiment.type, params, metrics)
             self._measure_rate(session, experiment_id, state)
-            fresh, stale_groups, pooled = pool_freshness(session, experiment_id, experiment.version)
-            run.pooled = pooled
+            fresh, run.stale_groups, run.pooled = pool_freshness(
+                session, experiment_id, experiment.version
+            )
+            run.version = experiment.version
             source = BatchRowSource(
                 session,
                 experiment_id,
@@ -333,45 +307,43 @@ class SuggestionPool:
             )
             with state.wake:
                 waiting = state.waiting
-            load = state.rate * (state.propose_s or 0.0)
-            # The fleet: workers holding a suggestion plus requests waiting for one (those of
-            # other processes show up in the demand rate instead).
-            fleet = open_count(session, experiment_id) + waiting + (1 if requested else 0)
-            run.pool_mode = fleet >= POOL_MIN_FLEET and (load >= POOL_MIN_LOAD or waiting > 0)
-            state.target = self._target(state) if run.pool_mode else 0
-            need = (1 if requested else 0) + (
-                state.target + waiting - fresh if run.pool_mode else 0
+            plan = plan_run(
+                Demand(
+                    rate=state.rate,
+                    propose_s=state.propose_s,
+                    cycle_s=state.cycle_s,
+                    open_suggestions=open_count(session, experiment_id),
+                    waiting=waiting,
+                    fresh=fresh,
+                    requested=requested,
+                    can_pad=spec.kind != "grid",
+                )
             )
-            if need <= 0:
+            run.pool_mode = plan.pool_mode
+            state.target = plan.target
+            if plan.engine + plan.padding == 0:
                 return run
             mark = last_observation_id(session, experiment_id)
             pending = source.pending()
-            per_cycle = max(1, int(CYCLE_BUDGET_S / state.propose_s)) if state.propose_s else 1
-            engine_count = min(need, per_cycle)
             engine_started = time.monotonic()
             proposals = [
                 self._propose(spec, experiment.version, source, state, params)
-                for _ in range(engine_count)
+                for _ in range(plan.engine)
             ]
             run.engine_s = time.monotonic() - engine_started
-            saturated = load > PADDING_LOAD or waiting * (state.propose_s or 0.0) > CYCLE_BUDGET_S
-            padding: list[dict[str, Any]] = []
-            if run.pool_mode and saturated and spec.kind != "grid" and need > engine_count:
-                taken = {point_key(row.assignments) for row in pending}
-                padding = [
-                    rendered_assignments(point, params)
-                    for point in padding_points(spec, taken, need - engine_count, self._rng)
-                ]
-        if requested:
+            taken = {point_key(row.assignments) for row in pending}
+            padding = [
+                rendered_assignments(point, params)
+                for point in padding_points(spec, taken, plan.padding, self._rng)
+            ]
+        if requested and proposals:
             run.own = proposals.pop(0)[1]
         run.entries = [
             PoolEntry(key, dumps(assignments) or "{}", ENGINE_RANK)
             for key, assignments in proposals
         ] + [PoolEntry(new_pool_id(), dumps(point) or "{}", PADDING_RANK) for point in padding]
         if run.pool_mode:
-            stale_after = max(STALE_MIN, 2 * state.target)
-            run.freshness = Freshness(experiment.version, mark, stale_after)
-            run.stale_groups = stale_groups
+            run.freshness = Freshness(experiment.version, mark, plan.stale_after)
         return run
 
     def _propose(
@@ -385,7 +357,8 @@ class SuggestionPool:
         """(pool id, rendered assignments) of one proposal, recorded as pending for the next."""
         pool_id = new_pool_id()
         started = time.monotonic()
-        proposed = self._suggester.propose(spec, version, source, for_suggestion_id=-pool_id)
+        key = engine_key(pool_id)
+        proposed = self._suggester.propose(spec, version, source, for_suggestion_id=key)
         elapsed = time.monotonic() - started
         state.propose_s = (
             elapsed if state.propose_s is None else 0.8 * state.propose_s + 0.2 * elapsed
@@ -394,7 +367,7 @@ class SuggestionPool:
         if missing:
             raise RuntimeError(f"engine proposed no value for {sorted(missing)}")
         assignments = rendered_assignments({p["name"]: proposed[p["name"]] for p in params}, params)
-        source.add_pending(-pool_id, assignments)
+        source.add_pending(key, assignments)
         return pool_id, assignments
 
     def _measure_rate(self, session: Session, experiment_id: int, state: _Experiment) -> None:
@@ -412,8 +385,3 @@ class SuggestionPool:
             state.rate = int(count) / (now - state.mark_time)
         state.mark_id = int(newest or state.mark_id or 0)
         state.mark_time = now
-
-    @staticmethod
-    def _target(state: _Experiment) -> int:
-        wanted = math.ceil(SAFETY * state.rate * state.cycle_s)
-        return min(POOL_MAX, max(POOL_MIN, wanted))

@@ -21,8 +21,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +80,8 @@ class _Experiment:
     """What this process knows about one experiment's engine runs."""
 
     wake: threading.Condition = field(default_factory=threading.Condition)
-    waiting: int = 0
+    asking: int = 0  # create requests of this process in flight (queued for a thread too)
+    waiting: int = 0  # of those, the ones waiting for an engine run
     propose_s: float | None = None  # moving average of the engine's time per proposal
     cycle_s: float = CYCLE_BUDGET_S
     mark_id: int | None = None
@@ -142,6 +144,18 @@ class SuggestionPool:
     def shutdown(self) -> None:
         """Stop refilling (pending refills are dropped)."""
         self._refills.shutdown(wait=False, cancel_futures=True)
+
+    @contextmanager
+    def asking(self, experiment_id: int) -> Iterator[None]:
+        """Count a create request of the experiment for the block (from its arrival)."""
+        state = self._state(experiment_id)
+        with state.wake:
+            state.asking += 1
+        try:
+            yield
+        finally:
+            with state.wake:
+                state.asking -= 1
 
     def take(self, session: Session, experiment: Any) -> Taken | None:
         """Inside the caller's short write: remove and return a fresh pooled entry, or None."""
@@ -306,7 +320,9 @@ class SuggestionPool:
                 {metric_key(m["name"]): metric_key(m["name"]) for m in optimized_metrics(metrics)},
             )
             with state.wake:
-                waiting = state.waiting
+                # Requests that will want a suggestion soon: every create in flight but this
+                # run's own requester (some are waiting, some still queued for a thread).
+                waiting = max(state.waiting, state.asking - (1 if requested else 0))
             plan = plan_run(
                 Demand(
                     rate=state.rate,
@@ -382,6 +398,8 @@ class SuggestionPool:
             )
         ).one()
         if state.mark_id is not None:
-            state.rate = int(count) / (now - state.mark_time)
+            # Smoothed: one quiet or busy second (a stalled machine) should not swing the pool.
+            latest = int(count) / (now - state.mark_time)
+            state.rate = latest if state.rate == 0 else 0.5 * state.rate + 0.5 * latest
         state.mark_id = int(newest or state.mark_id or 0)
         state.mark_time = now

@@ -137,6 +137,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREAD_POOL_SIZE
         yield
+        context.pool.shutdown()
         store.dispose()
 
     app = FastAPI(

@@ -74,6 +74,8 @@ class Suggestion(Base):
 
     __table_args__ = (
         Index("ix_suggestions_experiment", "experiment_id", "deleted", "closed", "id"),
+        # The suggestion pool counts an experiment's newest suggestions to measure demand.
+        Index("ix_suggestions_experiment_id", "experiment_id", "id"),
     )
 
 
@@ -88,6 +90,27 @@ class QueuedSuggestion(Base):
     created: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_queued_suggestions_experiment", "experiment_id", "id"),)
+
+
+class PooledSuggestion(Base):
+    """A suggestion computed ahead of demand, waiting to be handed out (docs/api.md, "The
+    suggestion pool"). Never visible in the API: handing it out deletes it and inserts a
+    ``Suggestion`` with the request's time and metadata. ``rank`` 0 is the engine's, 1 padding
+    (served after the engine's). It is stale once the experiment's ``version`` changed or
+    ``stale_after`` observations newer than ``observation_mark`` exist."""
+
+    __tablename__ = "suggestion_pool"
+    # Chosen by the server (random 62-bit), so the engine can key the entry before it is stored.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    experiment_id: Mapped[int] = mapped_column(Id, ForeignKey("experiments.id"))
+    assignments_json: Mapped[str] = mapped_column(Text)
+    rank: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    observation_mark: Mapped[int] = mapped_column(BigInteger)
+    stale_after: Mapped[int] = mapped_column(Integer)
+    created: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_suggestion_pool_experiment", "experiment_id", "rank", "id"),)
 
 
 class Observation(Base):

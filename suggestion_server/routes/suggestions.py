@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from suggestion_server.routes.common import (
@@ -42,7 +43,7 @@ State = Annotated[str | None, Query(description="only `open` is accepted")]
 
 
 @router.post("", responses=ok(SuggestionOut), openapi_extra=body_schema(SuggestionCreate))
-def create_suggestion(
+async def create_suggestion(
     request: Request,
     ctx: Ctx,
     client_id: ClientId,
@@ -50,9 +51,12 @@ def create_suggestion(
     body: JsonBody,
     fields: Fields = None,
 ) -> Response:
-    """A new open suggestion (from the engine, or manual with ``assignments``)."""
+    """A new open suggestion (manual, queued, pooled or from the engine)."""
     spec = validate_body(SuggestionCreate, body)
-    result = service.create_suggestion(ctx, client_id, path_id(experiment_id), spec)
+    eid = path_id(experiment_id)
+    # Counted from arrival, also while queued for a worker thread: the pool's demand signal.
+    with ctx.pool.asking(eid):
+        result = await run_in_threadpool(service.create_suggestion, ctx, client_id, eid, spec)
     return render(request, result, fields)
 
 

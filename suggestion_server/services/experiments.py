@@ -26,6 +26,7 @@ from suggestion_server.experiment_space import (
 )
 from suggestion_server.models import Experiment, Observation, Suggestion
 from suggestion_server.paging import PageRequest
+from suggestion_server.pool_store import drop_pool
 from suggestion_server.render import experiment_json, pagination_json
 from suggestion_server.schemas import ExperimentCreate, ExperimentUpdate, ParameterIn
 from suggestion_server.store import (
@@ -327,4 +328,5 @@ def delete_experiment(ctx: ServerContext, client_id: int, experiment_id: int) ->
         experiment = experiment_for_client(session, client_id, experiment_id, lock=True)
         experiment.state = "deleted"
         experiment.updated = ctx.now()
+        drop_pool(session, experiment_id)
     ctx.suggester.forget(experiment_id)

@@ -7,24 +7,17 @@ import logging
 from typing import Any
 
 from sqlalchemy import ColumnElement, update
+from sqlalchemy.orm import Session
 
 from suggestion_server.context import ServerContext
 from suggestion_server.errors import bad_request
-from suggestion_server.experiment_space import (
-    engine_metrics,
-    linear_constraints_of,
-    metric_key,
-    rendered_assignments,
-    search_spec,
-    validated_assignments,
-)
+from suggestion_server.experiment_space import validated_assignments
 from suggestion_server.models import Suggestion
 from suggestion_server.paging import PageRequest
 from suggestion_server.render import pagination_json, suggestion_json
 from suggestion_server.schemas import SuggestionCreate, SuggestionUpdate
-from suggestion_server.services.queued_suggestions import take_queued_assignments
+from suggestion_server.services.queued_suggestions import has_queued, take_queued_assignments
 from suggestion_server.store import (
-    SqlRowSource,
     client_suggestion,
     delete_suggestion_row,
     dumps,
@@ -43,64 +36,89 @@ def check_state(state: str | None) -> None:
         raise bad_request(f"Unrecognized state {state} (if provided, must be open)")
 
 
-def _engine_assignments(
-    ctx: ServerContext, session: Any, experiment: Any, suggestion_id: int
+def _check_active(experiment: Any) -> None:
+    if experiment.state == "deleted":
+        raise bad_request(f"Cannot create suggestions for deleted experiment {experiment.id}")
+
+
+def _inserted(
+    ctx: ServerContext,
+    session: Session,
+    experiment_id: int,
+    assignments_json: str,
+    metadata: dict[str, Any] | None,
+    source: str,
 ) -> dict[str, Any]:
-    params = json.loads(experiment.parameters_json)
-    metrics = json.loads(experiment.metrics_json)
-    spec = search_spec(
-        experiment.id, experiment.type, params, metrics, linear_constraints_of(experiment)
+    """Insert the new open suggestion (created now, with the request's metadata)."""
+    suggestion = Suggestion(
+        experiment_id=experiment_id,
+        assignments_json=assignments_json,
+        metadata_json=dumps(metadata),
+        created=ctx.now(),
+        closed=False,
+        deleted=False,
     )
-    names = {metric_key(m["name"]): metric_key(m["name"]) for m in engine_metrics(metrics)}
-    source = SqlRowSource(session, experiment.id, names)
-    proposed = ctx.suggester.propose(
-        spec, experiment.version, source, for_suggestion_id=suggestion_id
+    session.add(suggestion)
+    session.flush()
+    log.info(
+        "suggestion created experiment=%s suggestion=%s source=%s instance_id=%s",
+        experiment_id,
+        suggestion.id,
+        source,
+        (metadata or {}).get("instance_id"),
     )
-    missing = {p["name"] for p in params} - set(proposed)
-    if missing:
-        raise RuntimeError(f"engine proposed no value for {sorted(missing)}")
-    return rendered_assignments({p["name"]: proposed[p["name"]] for p in params}, params)
+    return suggestion_json(suggestion, just_created=True)
+
+
+def _without_engine(
+    ctx: ServerContext, client_id: int, experiment_id: int, body: SuggestionCreate
+) -> dict[str, Any] | None:
+    """One short write: the manual, queued or pooled suggestion, or None (the engine's turn)."""
+    with ctx.store.write() as session:
+        experiment = experiment_row_for_client(session, client_id, experiment_id)
+        _check_active(experiment)
+        params = json.loads(experiment.parameters_json)
+        if body.assignments is not None:
+            manual = dumps(validated_assignments(body.assignments, params)) or "{}"
+            return _inserted(ctx, session, experiment.id, manual, body.metadata, "manual")
+        if has_queued(session, experiment.id):
+            # Takers of the queue are serialized by the experiment's row lock (as its deletes).
+            experiment_row_for_client(session, client_id, experiment_id, lock=True)
+            queued = take_queued_assignments(session, experiment.id, params)
+            if queued is not None:
+                return _inserted(
+                    ctx, session, experiment.id, dumps(queued) or "{}", body.metadata, "queued"
+                )
+        taken = ctx.pool.take(session, experiment)
+        if taken is None:
+            return None
+        result = _inserted(
+            ctx, session, experiment.id, taken.assignments_json, body.metadata, taken.source
+        )
+    ctx.pool.after_take(experiment_id)
+    return result
 
 
 def create_suggestion(
     ctx: ServerContext, client_id: int, experiment_id: int, body: SuggestionCreate
 ) -> dict[str, Any]:
     """A new open suggestion: exactly ``assignments`` (manual), else the oldest queued
-    suggestion's, else the engine's."""
-    with ctx.store.write() as session:
-        experiment = experiment_row_for_client(session, client_id, experiment_id, lock=True)
-        if experiment.state == "deleted":
-            raise bad_request(f"Cannot create suggestions for deleted experiment {experiment_id}")
-        params = json.loads(experiment.parameters_json)
-        queued = None
-        if body.assignments is None:
-            queued = take_queued_assignments(session, experiment.id, params)
-        manual = queued
-        if body.assignments is not None:
-            manual = validated_assignments(body.assignments, params)
-        suggestion = Suggestion(
-            experiment_id=experiment.id,
-            assignments_json=dumps(manual or {}),
-            metadata_json=dumps(body.metadata),
-            created=ctx.now(),
-            closed=False,
-            deleted=False,
+    suggestion's, else a pooled one, else the engine's (docs/api.md, "The suggestion pool").
+    No lock is held while the engine computes but the experiment's engine lock."""
+    made = _without_engine(ctx, client_id, experiment_id, body)
+    if made is not None:
+        return made
+
+    def from_pool() -> dict[str, Any] | None:
+        return _without_engine(ctx, client_id, experiment_id, body)
+
+    def insert_own(session: Session, assignments: dict[str, Any]) -> dict[str, Any]:
+        return _inserted(
+            ctx, session, experiment_id, dumps(assignments) or "{}", body.metadata, "engine"
         )
-        session.add(suggestion)
-        session.flush()
-        if manual is None:
-            assignments = _engine_assignments(ctx, session, experiment, suggestion.id)
-            suggestion.assignments_json = dumps(assignments) or "{}"
-            session.flush()
-        log.info(
-            "suggestion created experiment=%s suggestion=%s manual=%s queued=%s instance_id=%s",
-            experiment.id,
-            suggestion.id,
-            body.assignments is not None,
-            queued is not None,
-            (body.metadata or {}).get("instance_id"),
-        )
-        return suggestion_json(suggestion, just_created=True)
+
+    result: dict[str, Any] = ctx.pool.assignments_from_engine(experiment_id, from_pool, insert_own)
+    return result
 
 
 def fetch_suggestion(

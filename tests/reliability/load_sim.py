@@ -79,6 +79,24 @@ class LoadResult:
     def observations(self) -> int:
         return len(self.ledger)
 
+    def opened(self, ms: float, suggestion: dict[str, Any]) -> tuple[Interval, dict[str, Any]]:
+        """Record a created suggestion; returns its open interval and its observation body
+        (the simulated evaluation's value: the sum of the numeric assignments)."""
+        self.create_ms.append(ms)
+        assignments = suggestion["assignments"]
+        interval = Interval(
+            str(suggestion["id"]), tuple(sorted(assignments.items())), time.monotonic()
+        )
+        self.intervals.append(interval)
+        value = float(sum(v for v in assignments.values() if isinstance(v, (int, float))))
+        body = {"suggestion": interval.suggestion_id, "values": [{"name": "y", "value": value}]}
+        return interval, body
+
+    def observed(self, ms: float, body: dict[str, Any], observation: dict[str, Any]) -> None:
+        """Record an acknowledged observation in the ledger."""
+        self.observe_ms.append(ms)
+        self.ledger[str(body["suggestion"])] = (str(observation["id"]), body["values"][0]["value"])
+
     @property
     def throughput(self) -> float:
         """Acknowledged observations per second."""
@@ -225,19 +243,12 @@ class LoadSimulator:
             ms, suggestion = self._request(
                 session, "/suggestions", {"metadata": {"worker": number}}, "create"
             )
-            result.create_ms.append(ms)
-            sid = str(suggestion["id"])
-            assignments = suggestion["assignments"]
-            interval = Interval(sid, tuple(sorted(assignments.items())), time.monotonic())
-            result.intervals.append(interval)
+            interval, body = result.opened(ms, suggestion)
             low, high = self.config.eval_s
             time.sleep(rng.uniform(low, high))  # the simulated evaluation
-            value = float(sum(v for v in assignments.values() if isinstance(v, (int, float))))
-            body = {"suggestion": sid, "values": [{"name": "y", "value": value}]}
             interval.closing = time.monotonic()
             ms, observation = self._request(session, "/observations", body, "observe")
-            result.observe_ms.append(ms)
-            result.ledger[sid] = (str(observation["id"]), value)
+            result.observed(ms, body, observation)
 
 
 def _paged(url: str, token: str, path: str, **params: Any) -> list[dict[str, Any]]:

@@ -64,9 +64,11 @@ def _version(package: str) -> str:
 
 def machine_description(packages: Sequence[str] = ()) -> str:
     """Markdown lines: date, command, cores, CPU, Python and package versions."""
-    # orig_argv keeps "-m module" as typed; the interpreter path is shown relative to the repo.
-    argv = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
-    argv[0] = os.path.relpath(argv[0], REPO) if argv[0].startswith(str(REPO)) else argv[0]
+    # orig_argv keeps "-m module" as typed; paths inside the repo are shown relative to it.
+    argv = [
+        os.path.relpath(arg, REPO) if arg.startswith(str(REPO)) else arg
+        for arg in getattr(sys, "orig_argv", [sys.executable, *sys.argv])
+    ]
     command = " ".join(shlex.quote(arg) for arg in argv)
     versions = ", ".join(f"{name} {_version(name)}" for name in packages)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -99,13 +99,15 @@ class RowSource(Protocol):
 
 
 class Suggester(Protocol):
-    """Chooses assignments for a new suggestion.
+    """Chooses assignments for a new suggestion or pooled entry.
 
-    The caller serializes calls per experiment (a database lock held for the whole create), has
-    already inserted the new suggestion row (so it has an id) and passes that id: the engine must
-    ignore that row in ``open_suggestions()`` and records its own proposal as a running trial for
-    it. If the caller's transaction fails afterwards, the next call finds that suggestion id missing
-    from the open set and discards the running trial.
+    The caller serializes calls per experiment (the experiment's engine lock, across processes)
+    but holds no database write lock while the engine computes: it reads the rows, calls
+    ``propose``, then stores the result in a short write. ``for_suggestion_id`` is the key the
+    result will be stored under (a suggestion id, or the negative id of a pooled entry); the
+    engine records its proposal as a running trial for that key and ignores the key if
+    ``open_suggestions()`` returns it. If the result is never stored, the next call finds the
+    key missing from the open set and discards the running trial.
     """
 
     def propose(

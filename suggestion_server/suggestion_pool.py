@@ -310,9 +310,8 @@ class SuggestionPool:
             metrics = json.loads(experiment.metrics_json)
             spec = search_spec(experiment.id, experiment.type, params, metrics)
             self._measure_rate(session, experiment_id, state)
-            fresh, run.stale_groups, run.pooled = pool_freshness(
-                session, experiment_id, experiment.version
-            )
+            pool = pool_freshness(session, experiment_id, experiment.version)
+            run.stale_groups, run.pooled = pool.stale_marks, pool.total
             run.version = experiment.version
             source = BatchRowSource(
                 session,
@@ -330,7 +329,8 @@ class SuggestionPool:
                     cycle_s=state.cycle_s,
                     open_suggestions=open_count(session, experiment_id),
                     waiting=waiting,
-                    fresh=fresh,
+                    fresh=pool.fresh,
+                    fresh_engine=pool.fresh_engine,
                     requested=requested,
                     can_pad=spec.kind != "grid",
                 )

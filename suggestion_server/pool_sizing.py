@@ -9,6 +9,9 @@
 - *Target size*: about ``SAFETY`` x demand x the length of a refill cycle, within
   [``POOL_MIN``, ``POOL_MAX``]. A run computes at most ``CYCLE_BUDGET_S`` of proposals (at least
   one) towards the target, the waiting requests and its requester.
+- *The engine works whenever entries are missing*: its proposals aim at the target counting
+  only the engine's own fresh entries, so padding never keeps it idle; entries it adds are
+  served before any padding.
 - *Padding*: when the engine cannot keep up even running back to back (load above
   ``PADDING_LOAD``, or the waiting requests alone need more than a cycle of proposals), the rest
   of what is needed is random padding (``padding.py``). Grid experiments are never padded.
@@ -41,6 +44,7 @@ class Demand:
     open_suggestions: int
     waiting: int  # requests of this process waiting for a run
     fresh: int  # fresh entries in the pool
+    fresh_engine: int  # of those, the engine's
     requested: bool  # the run serves a request
     can_pad: bool  # padding fits the experiment (not a grid)
 
@@ -65,12 +69,14 @@ def plan_run(demand: Demand) -> Plan:
     if not pool_mode:
         return Plan(False, 0, own, 0, STALE_MIN)
     target = min(POOL_MAX, max(POOL_MIN, math.ceil(SAFETY * demand.rate * demand.cycle_s)))
-    need = own + target + demand.waiting - demand.fresh
-    if need <= 0:
-        return Plan(True, target, 0, 0, max(STALE_MIN, 2 * target))
+    wanted = own + target + demand.waiting
+    need = wanted - demand.fresh
+    stale_after = max(STALE_MIN, 2 * target)
+    if demand.requested and need <= 0:
+        return Plan(True, target, 0, 0, stale_after)  # the requester takes a pooled entry
     per_cycle = max(1, int(CYCLE_BUDGET_S / demand.propose_s)) if demand.propose_s else 1
-    engine = min(need, per_cycle)
+    engine = max(0, min(wanted - demand.fresh_engine, per_cycle))
     waiting_work = demand.waiting * (demand.propose_s or 0.0)
     saturated = load > PADDING_LOAD or waiting_work > CYCLE_BUDGET_S
-    padding = need - engine if saturated and demand.can_pad else 0
-    return Plan(True, target, engine, padding, max(STALE_MIN, 2 * target))
+    padding = max(0, need - engine) if saturated and demand.can_pad else 0
+    return Plan(True, target, engine, padding, stale_after)

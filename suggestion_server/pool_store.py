@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, literal_column, select, union_all
@@ -84,6 +84,16 @@ class PoolEntry:
     id: int
     assignments_json: str
     rank: int
+
+
+@dataclass
+class PoolState:
+    """What the pool holds at the start of an engine run."""
+
+    total: int = 0
+    fresh: int = 0
+    fresh_engine: int = 0
+    stale_marks: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -223,22 +233,28 @@ class BatchRowSource:
         self.pending().append(OpenSuggestionRow(id=key, assignments=assignments))
 
 
-def pool_freshness(
-    session: Session, experiment_id: int, version: int
-) -> tuple[int, list[int], int]:
-    """(fresh entries, observation marks of the stale batches, all entries) of the pool."""
+def pool_freshness(session: Session, experiment_id: int, version: int) -> PoolState:
+    """How many entries the pool holds, how many are fresh (and the engine's), and the
+    observation marks of its stale batches."""
     groups = session.connection().execute(
-        select(_POOL.c.version, _POOL.c.observation_mark, _POOL.c.stale_after, func.count())
+        select(
+            _POOL.c.version,
+            _POOL.c.observation_mark,
+            _POOL.c.stale_after,
+            _POOL.c.rank,
+            func.count(),
+        )
         .where(_POOL.c.experiment_id == experiment_id)
-        .group_by(_POOL.c.version, _POOL.c.observation_mark, _POOL.c.stale_after)
+        .group_by(_POOL.c.version, _POOL.c.observation_mark, _POOL.c.stale_after, _POOL.c.rank)
     )
-    fresh, stale, total = 0, [], 0
-    for group_version, mark, stale_after, count in groups.all():
-        total += int(count)
+    state = PoolState()
+    for group_version, mark, stale_after, rank, count in groups.all():
+        state.total += int(count)
         params = {"eid": experiment_id, "mark": mark, "limit": stale_after}
         newer = session.connection().execute(_NEWER_OBSERVATIONS, params).scalar()
         if group_version == version and int(newer or 0) < int(stale_after):
-            fresh += int(count)
-        else:
-            stale.append(int(mark))
-    return fresh, stale, total
+            state.fresh += int(count)
+            state.fresh_engine += int(count) if rank == ENGINE_RANK else 0
+        elif int(mark) not in state.stale_marks:
+            state.stale_marks.append(int(mark))
+    return state

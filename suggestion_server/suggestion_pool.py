@@ -10,8 +10,10 @@ of a run sees all of them, and its own earlier proposals, as running trials.
 
 How much a run computes is ``pool_sizing.py``'s rule.
 
-Refills run in a small background executor, started after a request takes from the pool and the
-pool is low; a refill that cannot get the engine lock at once leaves it to the holder.
+Background refills run in a small executor, started when a request takes from the pool (at most
+every ``CHECK_EVERY_S``, and after a pause as long as the last run's engine time); the run
+itself decides whether anything is missing. A refill that cannot get the engine lock at once
+leaves the work to the holder.
 """
 
 from __future__ import annotations
@@ -313,9 +315,8 @@ class SuggestionPool:
                 experiment.id, experiment.type, params, metrics, linear_constraints_of(experiment)
             )
             self._measure_rate(session, experiment_id, state)
-            fresh, run.stale_groups, run.pooled = pool_freshness(
-                session, experiment_id, experiment.version
-            )
+            pool = pool_freshness(session, experiment_id, experiment.version)
+            run.stale_groups, run.pooled = pool.stale_marks, pool.total
             run.version = experiment.version
             source = BatchRowSource(
                 session,
@@ -333,7 +334,8 @@ class SuggestionPool:
                     cycle_s=state.cycle_s,
                     open_suggestions=open_count(session, experiment_id),
                     waiting=waiting,
-                    fresh=fresh,
+                    fresh=pool.fresh,
+                    fresh_engine=pool.fresh_engine,
                     requested=requested,
                     can_pad=spec.kind != "grid",
                 )

@@ -13,6 +13,7 @@ BUSY = Demand(
     open_suggestions=1000,
     waiting=0,
     fresh=0,
+    fresh_engine=0,
     requested=False,
     can_pad=True,
 )
@@ -43,9 +44,19 @@ def test_the_requester_and_waiting_requests_are_counted_and_fresh_entries_subtra
     assert plan.engine + plan.padding == 1 + 100 + 10 - 40
 
 
-def test_a_full_pool_needs_no_run() -> None:
-    plan = plan_run(replace(BUSY, fresh=150))
+def test_a_pool_full_of_engine_entries_needs_no_run() -> None:
+    plan = plan_run(replace(BUSY, fresh=150, fresh_engine=150))
     assert plan.pool_mode and plan.engine == 0 and plan.padding == 0
+
+
+def test_padding_never_keeps_the_engine_idle() -> None:
+    plan = plan_run(replace(BUSY, fresh=150, fresh_engine=3))
+    assert plan.engine == 5 and plan.padding == 0
+
+
+def test_a_requester_takes_a_pooled_entry_rather_than_wait_for_the_engine() -> None:
+    plan = plan_run(replace(BUSY, requested=True, fresh=150, fresh_engine=0))
+    assert plan.engine == 0 and plan.padding == 0
 
 
 def test_no_padding_while_the_engine_keeps_up_nor_for_grids() -> None:

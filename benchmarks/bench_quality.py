@@ -302,12 +302,28 @@ def main(argv: list[str] | None = None) -> int:
         records = reused + run_all(todo, args.jobs, save=args.json)
     records.sort(key=lambda r: (r.problem, r.method, r.seed))
     elapsed = time.monotonic() - started
+    incomplete = [
+        f"{METHODS[m].label} has {len(seeds)} of {args.seeds} seeds"
+        for m in methods
+        if (seeds := {r.seed for r in records if r.method == m}) and len(seeds) < args.seeds
+    ]
     body = "\n\n".join(
         [
             "## Optimizer quality (regret on test problems, simulated parallel fleet)",
             preamble(args, methods, references),
             report(records, problems, methods, not_run, args.budget, args.workers, references),
-            f"Total benchmark time: {elapsed:.0f} s with {args.jobs} processes.",
+            (
+                f"Total benchmark time: {elapsed:.0f} s with {args.jobs} processes."
+                if not reused
+                else f"{len(reused)} of the runs were saved by an earlier invocation "
+                "(--resume/--report-only); the wall times above are each run's own."
+            )
+            + (
+                f" Incomplete (runs not finished, reported with --report-only): "
+                f"{'; '.join(incomplete)}."
+                if incomplete
+                else ""
+            ),
         ]
     )
     print(body, flush=True)

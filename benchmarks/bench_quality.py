@@ -22,6 +22,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -60,6 +61,7 @@ def run_one(problem_name: str, method_name: str, seed: int, budget: int, workers
         max_open=run.max_open,
         duplicate_open=run.duplicate_open,
         seconds=run.seconds,
+        cpu_seconds=run.cpu_seconds,
     )
 
 
@@ -146,9 +148,12 @@ def report(
     problem_labels = {p: PROBLEMS[p].label for p in problems}
     method_labels = {m: method_label(m, workers) for m in methods}
     seconds: dict[str, float] = defaultdict(float)
+    cpu: dict[str, list[float]] = defaultdict(list)
     runs: dict[str, int] = defaultdict(int)
     for r in records:
         seconds[r.method] += r.seconds
+        if r.cpu_seconds:
+            cpu[r.method].append(r.cpu_seconds)
         runs[r.method] += 1
     summary_rows = []
     for m in methods:
@@ -164,6 +169,7 @@ def report(
                 runs[m],
                 f"{seconds[m]:.0f}",
                 f"{seconds[m] / runs[m]:.1f}" if runs[m] else "-",
+                f"{statistics.mean(cpu[m]):.1f}" if cpu[m] else "-",
                 max_open,
                 duplicates,
             ]
@@ -177,7 +183,8 @@ def report(
             f"{budget}, averaged over the problems (100 = optimum found, 0 = random search); "
             "rank among the methods per problem by median regret (ties share), averaged. "
             "Wall time is the runs' own time (optimizer and objective) summed over "
-            "the runs of the method; the runs shared 2 cores with other work.",
+            "the runs of the method; the runs shared 2 cores with other work, so CPU time "
+            "per run (one thread per process) is the figure to plan with.",
             markdown_table(
                 [
                     "method",
@@ -187,6 +194,7 @@ def report(
                     "runs",
                     "wall s (sum)",
                     "s per run",
+                    "CPU s per run",
                     "max open",
                     "duplicates among open",
                 ],
@@ -302,12 +310,28 @@ def main(argv: list[str] | None = None) -> int:
         records = reused + run_all(todo, args.jobs, save=args.json)
     records.sort(key=lambda r: (r.problem, r.method, r.seed))
     elapsed = time.monotonic() - started
+    incomplete = [
+        f"{METHODS[m].label} has {len(seeds)} of {args.seeds} seeds"
+        for m in methods
+        if (seeds := {r.seed for r in records if r.method == m}) and len(seeds) < args.seeds
+    ]
     body = "\n\n".join(
         [
             "## Optimizer quality (regret on test problems, simulated parallel fleet)",
             preamble(args, methods, references),
             report(records, problems, methods, not_run, args.budget, args.workers, references),
-            f"Total benchmark time: {elapsed:.0f} s with {args.jobs} processes.",
+            (
+                f"Total benchmark time: {elapsed:.0f} s with {args.jobs} processes."
+                if not reused
+                else f"{len(reused)} of the runs were saved by an earlier invocation "
+                "(--resume/--report-only); the wall times above are each run's own."
+            )
+            + (
+                f" Incomplete (runs not finished, reported with --report-only): "
+                f"{'; '.join(incomplete)}."
+                if incomplete
+                else ""
+            ),
         ]
     )
     print(body, flush=True)

@@ -33,6 +33,7 @@ class FleetRun:
     duplicate_open: int = 0  # asks whose assignments equal an already open suggestion's
     asks: int = 0
     seconds: float = 0.0  # wall time: optimizer plus objective
+    cpu_seconds: float = 0.0  # this process's CPU time over the run (load-independent)
 
     def best_so_far(self) -> list[float]:
         """The best value after each observation (non-increasing)."""
@@ -64,7 +65,7 @@ def run_fleet(
     run = FleetRun()
     # (finish time, tie-breaker, handle, assignments): the evaluations in flight.
     in_flight: list[tuple[float, int, int, dict[str, AssignmentValue]]] = []
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
 
     def ask(now: float) -> None:
         handle, assignments = optimizer.ask()
@@ -85,4 +86,5 @@ def run_fleet(
         if run.asks < budget:
             ask(now)
     run.seconds = time.perf_counter() - started
+    run.cpu_seconds = time.process_time() - cpu_started
     return run

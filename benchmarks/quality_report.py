@@ -26,6 +26,7 @@ class RunRecord:
     max_open: int
     duplicate_open: int
     seconds: float
+    cpu_seconds: float = 0.0  # 0 in runs saved before it was recorded
 
 
 def regret_curve(values: Sequence[float], optimum: float) -> list[float]:

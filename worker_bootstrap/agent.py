@@ -204,6 +204,8 @@ class Agent:
             if suggestion is not None:
                 self._evaluate_and_report(suggestion, resumed=False)
         self.summary.stop_reason = reason
+        if reason in ("budget_reached", "cost_cap_reached") and not self.stop_event.is_set():
+            self._finish_own_left_open()
         if (
             reason in ("budget_reached", "cost_cap_reached")
             and self.settings.adopt
@@ -318,6 +320,23 @@ class Agent:
             self._resume(suggestion)
         if self.settings.adopt and not self.stop_event.is_set() and kind != "own":
             self._adopt(suggestions, self._view if kind == "lapsed" else None)
+
+    def _finish_own_left_open(self) -> None:
+        """Before draining, finish this instance's suggestions that are still open.
+
+        A create in flight when the previous process was killed can commit after this process's
+        scan at start; its lease is fresh, so the lapsed-only final look would not list it and
+        it would stay open. One list filtered by owner (a plain server ignores the filter and
+        answers the full list, filtered here) finds it.
+        """
+        own = {"metadata.instance_id": self.me}
+        rows = list(self.api.open_suggestions(self.experiment_id, self.settings.page_limit, own))
+        mine = sorted((s for s in rows if owner_of(s) == self.me), key=_oldest_first)
+        self.log.event("own_suggestions_listed", open=len(rows), mine=len(mine), at_start=False)
+        for suggestion in mine:
+            if self.stop_event.is_set() or self.summary.interrupted:
+                return
+            self._resume(suggestion)
 
     def _list_own_at_start(self, open_hint: int) -> Tuple[List[Json], str]:
         """This instance's open suggestions, if the server applies ``metadata.instance_id``."""

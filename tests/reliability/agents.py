@@ -39,7 +39,8 @@ def assert_exactly_once(api: Api, eid: str, agents: list[AgentProcess]) -> Count
     per_suggestion = api.observations_per_suggestion(eid)
     every = {str(s["id"]) for s in api.suggestions(eid)}
     assert set(per_suggestion.values()) == {1}, per_suggestion
-    assert api.open_suggestions(eid) == []
+    left_open = api.open_suggestions(eid)
+    assert left_open == [], [(s["id"], s.get("metadata")) for s in left_open]
     assert set(per_suggestion) == every, every - set(per_suggestion)
     acknowledged = reported_ids(agents)
     lost = [sid for sid in acknowledged if sid not in per_suggestion]

@@ -205,14 +205,7 @@ class Agent:
                 self._evaluate_and_report(suggestion, resumed=False)
         self.summary.stop_reason = reason
         if reason in ("budget_reached", "cost_cap_reached") and not self.stop_event.is_set():
-            self._finish_own_left_open()
-        if (
-            reason in ("budget_reached", "cost_cap_reached")
-            and self.settings.adopt
-            and not self.stop_event.is_set()
-            and self.cadence.takes_final_look(self._open_seen)
-        ):
-            self._scan()  # last look for orphans so nothing is left open
+            self._last_look()
         self.log.event("agent_finished", reason=reason, **_counts(self.summary))
         if reason in ("budget_reached", "cost_cap_reached", "experiment_deleted"):
             self._when_done()
@@ -320,6 +313,25 @@ class Agent:
             self._resume(suggestion)
         if self.settings.adopt and not self.stop_event.is_set() and kind != "own":
             self._adopt(suggestions, self._view if kind == "lapsed" else None)
+
+    def _last_look(self) -> None:
+        """At the budget or the cap: nothing of ours, and no orphan we can see, left open.
+
+        While few suggestions are open one full scan does both (resume mine, adopt orphans).
+        At scale a full list per agent would be the fleet's one N² moment, so the agent lists
+        only its own suggestions and takes the (sampled, possibly lapsed-only) orphan look.
+        """
+        final_look = self.settings.adopt and self.cadence.takes_final_look(self._open_seen)
+        small = (
+            self.settings.adopt_scan_rows <= 0 or self._open_seen <= self.settings.adopt_scan_rows
+        )
+        if final_look and small:
+            self._scan_now = True  # a full scan: own suggestions with fresh leases listed too
+            self._scan()
+            return
+        self._finish_own_left_open()
+        if final_look and not self.stop_event.is_set():
+            self._scan()
 
     def _finish_own_left_open(self) -> None:
         """Before draining, finish this instance's suggestions that are still open.

@@ -65,6 +65,10 @@ class RunSummary:
     suggestion_ids: List[str] = field(default_factory=list)
 
 
+# In the state directory while a suggestion create is in flight (see _create_suggestion).
+CREATE_MARKER = "create-in-flight"
+
+
 def _oldest_first(suggestion: Json) -> Any:
     sid = str(suggestion.get("id", ""))
     return (int(suggestion.get("created") or 0), len(sid), sid)
@@ -127,6 +131,7 @@ class Agent:
             settings.adopt_interval_s, settings.adopt_scan_rows, self.rng, settings.scan_filters
         )
         self._open_seen = 0
+        self._create_was_in_flight = False
         self._view: Optional[Tuple[Detector, OrphanView]] = None  # of the last full scan
         self._scan_now = False
         self._deleted = False
@@ -180,6 +185,7 @@ class Agent:
                 "OPTFLEET_HTTP_TIMEOUT: adoption races are only safe on a fast API",
             )
         experiment = self._experiment(at_start=True)
+        self._create_was_in_flight = (self.journal.state_dir / CREATE_MARKER).exists()
         self._kill_stale_children()
         if experiment.get("state") != "deleted":
             self._recover_journal()
@@ -321,6 +327,12 @@ class Agent:
         At scale a full list per agent would be the fleet's one N² moment, so the agent lists
         only its own suggestions and takes the (sampled, possibly lapsed-only) orphan look.
         """
+        if self._create_was_in_flight:
+            # The previous process died while creating a suggestion that no scan has shown
+            # yet: the server may still be computing it. Wait one request timeout (bounded)
+            # before the lists below, so it is finished rather than left open.
+            self.log.event("waiting_for_create_in_flight", seconds=self.settings.http_timeout_s)
+            self.sleep(self.settings.http_timeout_s)
         final_look = self.settings.adopt and self.cadence.takes_final_look(self._open_seen)
         small = (
             self.settings.adopt_scan_rows <= 0 or self._open_seen <= self.settings.adopt_scan_rows
@@ -428,6 +440,7 @@ class Agent:
             self.log.event("suggestion_resumed", sid)
         else:
             self.log.event("suggestion_picked_up", sid, reason="created before a restart")
+            self._create_was_in_flight = False  # that create did land: nothing to wait for
         self._evaluate_and_report(suggestion, resumed=started_before)
 
     def _detector_for_scan(self) -> Detector:
@@ -521,6 +534,15 @@ class Agent:
     # -- creating a suggestion ------------------------------------------------------------
 
     def _create_suggestion(self) -> Optional[Json]:
+        # A marker for the next process if this one dies while the create is in flight.
+        marker = self.journal.state_dir / CREATE_MARKER
+        marker.touch()
+        try:
+            return self._create_suggestion_once()
+        finally:
+            marker.unlink(missing_ok=True)
+
+    def _create_suggestion_once(self) -> Optional[Json]:
         metadata = self.identity_metadata()
         metadata["lease_expires_at"] = self._lease()
         for attempt in range(self.settings.http_attempts):

@@ -104,11 +104,15 @@ class FleetSampler(optuna.samplers.BaseSampler):
             names = self._distributions.keys()
             running = [t for t in others if t.state == TrialState.RUNNING]
             complete = [t for t in finished if names <= t.params.keys()]
-            if complete:
-                return self.model.propose(
-                    complete, [t for t in running if names <= t.params.keys()]
-                )
-            return self._startup_point()
+            if not complete:
+                return self._startup_point()
+            pending = [t for t in running if names <= t.params.keys()]
+            try:
+                return self.model.propose(complete, pending)
+            except ValueError:
+                # No random candidate met the linear constraints (a thin feasible region):
+                # a feasible point found by rejection sampling instead of no suggestion at all.
+                return self._random_feasible()
         for _ in range(_FEASIBLE_TRIES):
             space = self.model.infer_relative_search_space(study, trial)
             params = dict(self.model.sample_relative(study, trial, space))

@@ -123,3 +123,11 @@ def test_a_constraint_metric_steers_suggestions_to_the_feasible_side() -> None:
         rows.observe(sid, {"loss": _branin(assignments), "margin": -x})
     later = proposals[10:]
     assert sum(1 for p in later if float(p["x"]) <= 0.0) >= 0.8 * len(later)
+
+
+def test_a_thin_feasible_region_still_gets_feasible_suggestions() -> None:
+    """x + y >= 24 leaves 0.2 % of the box: most random candidates miss it."""
+    constraint = LinearConstraint("greater_than", 24.0, (("x", 1.0), ("y", 1.0)))
+    spec = _spec(linear_constraints=(constraint,))
+    proposals = _fleet_run(OptunaSuggester(seed=2), MemoryRows(spec), budget=16)
+    assert all(satisfies(p, (constraint,)) for p in proposals)  # type: ignore[arg-type]

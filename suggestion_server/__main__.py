@@ -81,7 +81,6 @@ def serve(args: argparse.Namespace) -> int:
         LOG_LEVEL_ENV,
         SEED_ENV,
         create_app,
-        default_suggester,
         prepare_database,
     )
     from suggestion_server.http_protocol import PROTOCOL
@@ -107,7 +106,8 @@ def serve(args: argparse.Namespace) -> int:
             db_url,
             bootstrap_token=bootstrap_token,
             db_pool_size=pool_size,
-            suggester=default_suggester(seed),
+            engine_process=True,
+            seed=seed,
         )
         uvicorn.run(app, **options)
         return 0

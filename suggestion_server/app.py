@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 from suggestion_server.auth import TokenCache
 from suggestion_server.context import ServerContext
 from suggestion_server.db import DB_POOL_SIZE, Store, make_engine
+from suggestion_server.engine_process import EngineProcess, in_memory
 from suggestion_server.errors import install_error_handlers
 from suggestion_server.hot_writes import HotWrites
 from suggestion_server.migrate import upgrade_to_head
@@ -104,8 +105,13 @@ def app_from_environment() -> FastAPI:
     seed = os.environ.get(SEED_ENV)
     # Every process gets the same seed; which process serves a request then also decides the
     # proposal, so an exact replay needs one process (documented with --seed).
-    suggester = default_suggester(int(seed) if seed is not None else None)
-    return create_app(db_url, prepared=True, db_pool_size=pool_size, suggester=suggester)
+    return create_app(
+        db_url,
+        prepared=True,
+        db_pool_size=pool_size,
+        engine_process=True,
+        seed=int(seed) if seed is not None else None,
+    )
 
 
 def create_app(
@@ -117,19 +123,29 @@ def create_app(
     prepared: bool = False,
     hot_writes: bool = True,
     db_pool_size: int = DB_POOL_SIZE,
+    engine_process: bool = False,
+    seed: int | None = None,
 ) -> FastAPI:
     """Build the app: migrate the database, register ``bootstrap_token`` (idempotent).
 
     ``prepared`` skips both (``prepare_database`` already ran in a parent process);
     ``hot_writes=False`` leaves the two hot writes to their FastAPI routes (parity tests);
-    ``db_pool_size`` is the database connections this process keeps.
+    ``db_pool_size`` is the database connections this process keeps. ``engine_process`` runs
+    the engine, seeded with ``seed``, in a child process (``engine_process.py``; not for an
+    in-memory database, which a child cannot open); otherwise it runs in this process with
+    ``suggester`` (default: the engine seeded with ``seed``).
     """
     store = Store(make_engine(db_url, db_pool_size))
     if not prepared:
         upgrade_to_head(store.engine)
         if bootstrap_token:
             register_token(store, bootstrap_token, name="bootstrap")
-    context = ServerContext(store=store, suggester=suggester or default_suggester())
+    if engine_process and suggester is None and not in_memory(db_url):
+        child = EngineProcess(db_url, seed)
+        child.start()
+        context = ServerContext(store=store, engine_runs=child)
+    else:
+        context = ServerContext.in_process(store, suggester or default_suggester(seed))
     if clock is not None:
         context.clock = clock
 

@@ -15,6 +15,9 @@
 - *Padding*: when the engine cannot keep up even running back to back (load above
   ``PADDING_LOAD``, or the waiting requests alone need more than a cycle of proposals), the rest
   of what is needed is random padding (``padding.py``). Grid experiments are never padded.
+- *Time bound*: a run stops proposing once its engine time reaches ``CYCLE_BUDGET_S`` (the
+  engine's time per proposal is an estimate: start-up points cost milliseconds, model-based
+  ones up to hundreds); when saturated, padding makes up what it did not propose.
 - *Staleness*: entries of a run are not served once ``stale_after`` = max(``STALE_MIN``,
   2 x target) observations newer than those it was computed from exist.
 """
@@ -58,6 +61,7 @@ class Plan:
     engine: int  # proposals to ask the engine for (the requester's included)
     padding: int  # random padding entries
     stale_after: int  # new observations after which this run's entries are stale
+    saturated: bool = False  # padding covers what the engine cannot (see the module doc)
 
 
 def plan_run(demand: Demand) -> Plan:
@@ -79,4 +83,4 @@ def plan_run(demand: Demand) -> Plan:
     waiting_work = demand.waiting * (demand.propose_s or 0.0)
     saturated = load > PADDING_LOAD or waiting_work > CYCLE_BUDGET_S
     padding = max(0, need - engine) if saturated and demand.can_pad else 0
-    return Plan(True, target, engine, padding, stale_after)
+    return Plan(True, target, engine, padding, stale_after, saturated and demand.can_pad)

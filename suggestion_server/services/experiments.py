@@ -318,7 +318,7 @@ def update_experiment(
         session.flush()
         result = experiment_json(experiment, progress_for(session, [experiment])[experiment.id])
     if body.state == "deleted" or body.parameters:
-        ctx.suggester.forget(experiment_id)
+        ctx.pool.forget(experiment_id)
     return result
 
 
@@ -329,4 +329,4 @@ def delete_experiment(ctx: ServerContext, client_id: int, experiment_id: int) ->
         experiment.state = "deleted"
         experiment.updated = ctx.now()
         drop_pool(session, experiment_id)
-    ctx.suggester.forget(experiment_id)
+    ctx.pool.forget(experiment_id)

@@ -1,0 +1,210 @@
+"""What one engine run computes: read the experiment's rows, size the run (``pool_sizing.py``),
+ask the engine for proposals and add padding. No writes: the suggestion pool stores the result
+in one short write under the experiment's engine lock (``suggestion_pool.py``).
+
+An ``EngineRunner`` runs in the server process, or in the engine process
+(``engine_process.py``) so that the engine's computing does not take the server's interpreter
+lock from request handling. It keeps what it measures per experiment (demand, the engine's time
+per proposal) between runs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from suggestion_server.db import Store
+from suggestion_server.experiment_space import (
+    engine_metrics,
+    linear_constraints_of,
+    metric_key,
+    rendered_assignments,
+    search_spec,
+)
+from suggestion_server.models import Experiment, Suggestion
+from suggestion_server.padding import padding_points, point_key
+from suggestion_server.pool_sizing import CYCLE_BUDGET_S, Demand, plan_run
+from suggestion_server.pool_store import (
+    ENGINE_RANK,
+    PADDING_RANK,
+    BatchRowSource,
+    Freshness,
+    PoolEntry,
+    engine_key,
+    last_observation_id,
+    new_pool_id,
+    open_count,
+    pool_freshness,
+)
+from suggestion_server.store import dumps
+from suggestion_server.suggest.api import SearchSpec, Suggester
+
+# Demand is measured over at least this long.
+RATE_WINDOW_S = 1.0
+
+
+@dataclass
+class Run:
+    """The outcome of one engine run (picklable: it crosses from the engine process)."""
+
+    deleted: bool = False  # the experiment is gone (or deleted): nothing computed
+    own: dict[str, Any] | None = None  # the requester's assignments
+    entries: list[PoolEntry] = field(default_factory=list)
+    freshness: Freshness | None = None
+    pool_mode: bool = False
+    stale_groups: list[int] = field(default_factory=list)
+    pooled: int = 0  # entries in the pool when the run started, fresh or stale
+    version: int = 0  # the experiment's version the run read
+    engine_s: float = 0.0  # time spent in the engine
+    # What the run saw, for the pool's log line.
+    target: int = 0
+    rate: float = 0.0
+    propose_s: float = 0.0
+
+    def writes(self) -> bool:
+        """Whether the run has anything to store."""
+        if self.own is not None or self.entries or self.stale_groups:
+            return True
+        return not self.pool_mode and self.pooled > 0
+
+
+@dataclass
+class _Measured:
+    """Demand and engine speed of one experiment, as this runner measured them."""
+
+    propose_s: float | None = None  # moving average of the engine's time per proposal
+    mark_id: int | None = None
+    mark_time: float = 0.0
+    rate: float = 0.0  # suggestions created per second, all processes
+
+
+class EngineRunner:
+    """Engine runs over ``store`` with ``suggester`` (see the module doc)."""
+
+    def __init__(self, store: Store, suggester: Suggester) -> None:
+        self._store = store
+        self._suggester = suggester
+        self._measured: dict[int, _Measured] = {}
+        self._rng = random.Random()  # noqa: S311 - sampling, not security
+
+    def forget(self, experiment_id: int) -> None:
+        """Drop the engine's cached state of the experiment (deleted, or its space changed)."""
+        self._suggester.forget(experiment_id)
+
+    def shutdown(self) -> None:
+        """Nothing to stop in this process."""
+
+    def compute(self, experiment_id: int, *, waiting: int, cycle_s: float, requested: bool) -> Run:
+        """One run: ``waiting`` requests want a suggestion soon besides the requester (if
+        ``requested``); a run takes about ``cycle_s`` from start to stored."""
+        run = Run()
+        measured = self._measured.setdefault(experiment_id, _Measured())
+        with self._store.read() as session:
+            experiment = session.get(Experiment, experiment_id)
+            if experiment is None or experiment.state == "deleted":
+                run.deleted = True
+                return run
+            params = json.loads(experiment.parameters_json)
+            metrics = json.loads(experiment.metrics_json)
+            spec = search_spec(
+                experiment.id, experiment.type, params, metrics, linear_constraints_of(experiment)
+            )
+            self._measure_rate(session, experiment_id, measured)
+            pool = pool_freshness(session, experiment_id, experiment.version)
+            run.stale_groups, run.pooled = pool.stale_marks, pool.total
+            run.version = experiment.version
+            source = BatchRowSource(
+                session,
+                experiment_id,
+                {metric_key(m["name"]): metric_key(m["name"]) for m in engine_metrics(metrics)},
+            )
+            plan = plan_run(
+                Demand(
+                    rate=measured.rate,
+                    propose_s=measured.propose_s,
+                    cycle_s=cycle_s,
+                    open_suggestions=open_count(session, experiment_id),
+                    waiting=waiting,
+                    fresh=pool.fresh,
+                    fresh_engine=pool.fresh_engine,
+                    requested=requested,
+                    can_pad=spec.kind != "grid",
+                )
+            )
+            run.pool_mode = plan.pool_mode
+            run.target, run.rate = plan.target, measured.rate
+            if plan.engine + plan.padding == 0:
+                return run
+            mark = last_observation_id(session, experiment_id)
+            pending = source.pending()
+            engine_started = time.monotonic()
+            proposals: list[tuple[int, dict[str, Any]]] = []
+            while len(proposals) < plan.engine:
+                proposals.append(self._propose(spec, experiment.version, source, measured, params))
+                if time.monotonic() - engine_started >= CYCLE_BUDGET_S:
+                    break  # the time bound of pool_sizing.py
+            run.engine_s = time.monotonic() - engine_started
+            run.propose_s = measured.propose_s or 0.0
+            shortfall = plan.engine - len(proposals) if plan.saturated else 0
+            taken = {point_key(row.assignments) for row in pending}
+            padding = [
+                rendered_assignments(point, params)
+                for point in padding_points(spec, taken, plan.padding + shortfall, self._rng)
+            ]
+        if requested and proposals:
+            run.own = proposals.pop(0)[1]
+        run.entries = [
+            PoolEntry(key, dumps(assignments) or "{}", ENGINE_RANK)
+            for key, assignments in proposals
+        ] + [PoolEntry(new_pool_id(), dumps(point) or "{}", PADDING_RANK) for point in padding]
+        if run.pool_mode:
+            run.freshness = Freshness(experiment.version, mark, plan.stale_after)
+        return run
+
+    def _propose(
+        self,
+        spec: SearchSpec,
+        version: int,
+        source: BatchRowSource,
+        measured: _Measured,
+        params: list[Any],
+    ) -> tuple[int, dict[str, Any]]:
+        """(pool id, rendered assignments) of one proposal, recorded as pending for the next."""
+        pool_id = new_pool_id()
+        started = time.monotonic()
+        key = engine_key(pool_id)
+        proposed = self._suggester.propose(spec, version, source, for_suggestion_id=key)
+        elapsed = time.monotonic() - started
+        measured.propose_s = (
+            elapsed if measured.propose_s is None else 0.8 * measured.propose_s + 0.2 * elapsed
+        )
+        missing = {p["name"] for p in params} - set(proposed)
+        if missing:
+            raise RuntimeError(f"engine proposed no value for {sorted(missing)}")
+        assignments = rendered_assignments({p["name"]: proposed[p["name"]] for p in params}, params)
+        source.add_pending(key, assignments)
+        return pool_id, assignments
+
+    def _measure_rate(self, session: Session, experiment_id: int, measured: _Measured) -> None:
+        """Suggestions created per second (all processes) since this runner's last mark."""
+        now = time.monotonic()
+        if measured.mark_id is not None and now - measured.mark_time < RATE_WINDOW_S:
+            return
+        count, newest = session.execute(
+            select(func.count(), func.max(Suggestion.id)).where(
+                Suggestion.experiment_id == experiment_id,
+                Suggestion.id > (measured.mark_id or 0),
+            )
+        ).one()
+        if measured.mark_id is not None:
+            # Smoothed: one quiet or busy second (a stalled machine) should not swing the pool.
+            latest = int(count) / (now - measured.mark_time)
+            measured.rate = latest if measured.rate == 0 else 0.5 * measured.rate + 0.5 * latest
+        measured.mark_id = int(newest or measured.mark_id or 0)
+        measured.mark_time = now

@@ -143,6 +143,17 @@ def test_observations_and_metadata_answer_alike(servers: tuple[LoopbackServer, .
         ("PUT", f"{sug}/2", {"json": {"metadata": {"k": {"nested": 1}}}}),
         ("PUT", f"{sug}/2", {"json": {"state": "closed"}}),
         ("PUT", f"{sug}/2", {"data": b"[1,2"}),
+        # Suggestions: given assignments (sampled ones would differ), fields, bad input.
+        ("POST", sug, {"json": {"assignments": {"x": 4, "y": 1}, "metadata": {"w": "i-1"}}}),
+        ("POST", f"{sug}?fields=id,assignments", {"json": {"assignments": {"x": 4, "y": 2}}}),
+        ("POST", sug, {"json": {"assignments": {"x": 99, "y": 1}}}),
+        ("POST", sug, {"json": {"assignments": {"x": 1}}}),
+        ("POST", sug, {"json": {"assignments": {"x": 1, "y": 1}, "extra": True}}),
+        ("POST", sug, {"json": {"metadata": "not an object"}}),
+        ("POST", sug, {"data": b"{not json", "headers": {"Content-Type": "application/json"}}),
+        ("POST", sug, {"json": ["a", "list"]}),
+        ("POST", "/v1/experiments/999/suggestions", {"json": {}}),
+        ("POST", "/v1/experiments/99999999999999999999999/suggestions", {"json": {}}),
         # Bad input: ids, query strings.
         ("POST", "/v1/experiments/999/observations", {"json": valid}),
         ("POST", "/v1/experiments/99999999999999999999999/observations", {"json": valid}),
@@ -170,3 +181,9 @@ def test_authentication_answers_alike(servers: tuple[LoopbackServer, ...]) -> No
     metadata = {"json": {"metadata": {"owner": "other"}}}
     put = "/v1/experiments/1/suggestions/1"
     assert both(servers, "PUT", put, token=OTHER_TOKEN, **metadata)[0] == 404
+    create = {"json": {"assignments": {"x": 1, "y": 1}}}
+    assert both(servers, "POST", "/v1/experiments/1/suggestions", token=None, **create)[0] == 401
+    assert (
+        both(servers, "POST", "/v1/experiments/1/suggestions", token=OTHER_TOKEN, **create)[0]
+        == 404
+    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.spatial import cKDTree
 from scipy.special import erfcx, log_ndtr
 
 from suggestion_server.suggest.gp_model import GaussianProcess
@@ -87,11 +88,14 @@ class Acquisition:
 
 
 def _matches(points: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-    """One boolean per point: whether it equals (within 1e-9) one of ``excluded``."""
-    if not len(excluded):
+    """One boolean per point: whether it equals (within 1e-9) one of ``excluded``.
+
+    A k-d tree under the maximum norm: the pairwise comparison it replaces was a third of an
+    ask's time with hundreds of open suggestions (profiled)."""
+    if not len(excluded) or not len(points):
         return np.zeros(len(points), dtype=bool)
-    gaps = np.abs(points[:, None, :] - excluded[None, :, :]).max(axis=2)
-    return np.asarray((gaps <= 1e-9).any(axis=1))
+    gaps, _ = cKDTree(excluded).query(points, k=1, p=np.inf, distance_upper_bound=2e-9)
+    return np.asarray(gaps <= 1e-9)
 
 
 def maximize_acquisition(

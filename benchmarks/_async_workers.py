@@ -97,6 +97,9 @@ class AsyncWorkers:
     async def _work(self, connection: Connection, number: int) -> None:
         rng = random.Random(self.config.seed * 100_003 + number)
         result = self.result
+        if self.config.start_spread_s > 0:
+            # Simulated boot: a fleet's instances come up over a spread, not in one instant.
+            await asyncio.sleep(rng.uniform(0.0, self.config.start_spread_s))
         while not self._done():
             ms, suggestion = await self._post(
                 connection, "/suggestions", {"metadata": {"worker": number}}, "create"

@@ -66,6 +66,7 @@ def run_database(name: str, db_url: str | None, args: argparse.Namespace) -> dic
             attempts=5,
             seed=args.seed,
             eval_s=args.eval_s,
+            start_spread_s=args.start_spread_s,
         )
         result = AsyncWorkers(server.url, BENCH_TOKEN, eid, config).run()
         load_after = os.getloadavg()[0]
@@ -164,7 +165,14 @@ def section(runs: list[dict[str, Any]], args: argparse.Namespace, total_s: float
             f"the server, which runs {args.server_workers} process(es)) loop create suggestion "
             f"-> simulated evaluation ({args.eval_s[0]:g}-{args.eval_s[1]:g} s) -> create "
             "observation for "
-            f"{args.duration:.0f} s on a discrete space of 24,000 points "
+            f"{args.duration:.0f} s"
+            + (
+                f" (each starts at a uniformly random time in the first {args.start_spread_s:g} s, "
+                "as a fleet's instances boot over a spread; latency counts from then)"
+                if args.start_spread_s
+                else " (all start at once)"
+            )
+            + " on a discrete space of 24,000 points "
             "(tests/reliability/load_sim.py's experiment). Baseline in the same invocation, same "
             f"server: the same {args.workers} connections sending {args.baseline} `GET /health` "
             "each (HTTP + event loop, no database, no optimizer).",
@@ -226,6 +234,12 @@ def main() -> None:
         type=lambda text: tuple(float(part) for part in text.split(",")),
         default=(0.0, 0.05),
         help="simulated evaluation time range LOW,HIGH in seconds (default 0,0.05)",
+    )
+    parser.add_argument(
+        "--start-spread-s",
+        type=float,
+        default=0.0,
+        help="workers start uniformly over this many seconds (default 0: all at once)",
     )
     parser.add_argument("--section", default="load", help="report section to write")
     parser.add_argument("--title", default="The 1,000-worker run (suggestion server under load)")

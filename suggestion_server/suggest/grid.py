@@ -105,6 +105,9 @@ def _finite_axis(param: ParameterSpec) -> tuple[AssignmentValue, ...] | None:
     return None  # a double is a continuum
 
 
+_REJECTION_TRIES = 32
+
+
 def free_point(
     spec: SearchSpec,
     taken: set[tuple[tuple[str, AssignmentValue], ...]],
@@ -125,6 +128,12 @@ def free_point(
     size = math.prod(len(axis) for axis in axes)
     if size <= len(taken) or size > MAX_ENUMERATED_POINTS:
         return None
+    # Rejection sampling is uniform over the free points too, and while most of the space is
+    # free it avoids enumerating all of it (24,000 points: milliseconds per proposal at scale).
+    for _ in range(_REJECTION_TRIES):
+        point = tuple(rng.choice(axis) for axis in axes)
+        if tuple(sorted(zip(names, point))) not in taken:
+            return dict(zip(names, point))
     free = [
         point for point in itertools.product(*axes) if tuple(sorted(zip(names, point))) not in taken
     ]

@@ -47,6 +47,7 @@ class LoadConfig:
     duration_s: float = 20.0
     max_observations: int = 100_000
     eval_s: tuple[float, float] = (0.0, 0.05)
+    start_spread_s: float = 0.0  # workers start uniformly over this long (a fleet's boot)
     request_timeout_s: float = 60.0
     attempts: int = 8  # per request, after transport errors and 5xx
     seed: int = 0

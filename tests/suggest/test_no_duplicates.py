@@ -62,3 +62,31 @@ def test_every_point_of_a_tiny_space_is_handed_out_before_any_repeats() -> None:
     points = [tuple(rows.create_suggestion(engine)[1].values()) for _ in range(7)]
     assert len(set(points[:6])) == 6  # all six points open at once
     assert points[6] in set(points[:6])  # the seventh cannot avoid a duplicate, and still works
+
+
+def test_free_point_draws_uniformly_among_free_points_only() -> None:
+    import random
+
+    from suggestion_server.suggest.grid import free_point
+
+    spec = SearchSpec(
+        1,
+        "offline",
+        (ParameterSpec("x", "int", 0, 9), ParameterSpec("y", "int", 0, 9)),
+        ("score",),
+        ("maximize",),
+    )
+    rng = random.Random(3)
+
+    def key(x: int, y: int) -> tuple[tuple[str, int], ...]:
+        return (("x", x), ("y", y))
+
+    # Mostly free (rejection sampling): never a taken point, every free one reachable.
+    taken = {key(x, y) for x in range(3) for y in range(10)}
+    seen = Counter(tuple(sorted(free_point(spec, taken, rng).items())) for _ in range(7000))  # type: ignore[union-attr]
+    assert not set(seen) & taken
+    assert len(seen) == 70 and min(seen.values()) > 50  # uniform: ~100 each
+    # Nearly all taken (enumeration): the one free point; all taken: None.
+    everything = {key(x, y) for x in range(10) for y in range(10)}
+    assert free_point(spec, everything - {key(7, 4)}, rng) == {"x": 7, "y": 4}
+    assert free_point(spec, everything, rng) is None

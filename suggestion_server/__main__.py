@@ -71,6 +71,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def sqlite_workers_warning(db_url: str, workers: int) -> str | None:
+    """Why ``--workers N`` on a SQLite file is a poor choice, or None when it is not that."""
+    if workers > 1 and db_url.startswith("sqlite"):
+        return (
+            f"--workers {workers} on SQLite: the processes contend for its one writer and are "
+            "slower together than one process (docs/api.md); use PostgreSQL for several processes"
+        )
+    return None
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     import uvicorn
@@ -101,6 +111,9 @@ def serve(args: argparse.Namespace) -> int:
     workers = getattr(args, "workers", 1)
     pool_size = getattr(args, "db_pool_size", 32)
     seed = getattr(args, "seed", None)
+    warning = sqlite_workers_warning(db_url, workers)
+    if warning:
+        logging.getLogger("suggestion_server").warning(warning)
     if workers == 1:
         app = create_app(
             db_url,

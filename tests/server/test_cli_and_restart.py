@@ -20,6 +20,15 @@ def test_postgres_urls_use_the_psycopg_driver() -> None:
     assert normalize_db_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
 
 
+def test_several_processes_on_sqlite_get_a_warning() -> None:
+    from suggestion_server.__main__ import sqlite_workers_warning
+
+    warning = sqlite_workers_warning("sqlite:////var/lib/optfleet.db", 4)
+    assert warning is not None and "--workers 4" in warning and "PostgreSQL" in warning
+    assert sqlite_workers_warning("sqlite:////var/lib/optfleet.db", 1) is None
+    assert sqlite_workers_warning("postgresql+psycopg://u@db/optfleet", 4) is None
+
+
 def test_token_create_prints_a_working_token_for_a_separate_client(
     server: RunningServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,6 +23,8 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from sqlalchemy.exc import DBAPIError
+
 from suggestion_server.engine_runs import EngineRunner, Run
 
 log = logging.getLogger("suggestion_server.engine_process")
@@ -75,9 +77,19 @@ def _ready() -> bool:
 
 
 def _compute(experiment_id: int, waiting: int, cycle_s: float, requested: bool) -> Run:
-    return _child_runner().compute(
-        experiment_id, waiting=waiting, cycle_s=cycle_s, requested=requested
-    )
+    runner = _child_runner()
+    for attempt in range(2):
+        try:
+            return runner.compute(
+                experiment_id, waiting=waiting, cycle_s=cycle_s, requested=requested
+            )
+        except DBAPIError as exc:
+            # The database restarted since this process last used its connections (the server
+            # process met the outage on its own ones): SQLAlchemy has just discarded them, so
+            # once more on fresh ones. A run only reads; repeating it is harmless.
+            if attempt or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _forget(experiment_id: int) -> None:

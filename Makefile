@@ -121,7 +121,7 @@ bench-quality-deps: deps
 	$(BIN)/python -m pip install -q --disable-pip-version-check scipy==1.17.1 cmaes==0.13.1 \
 	  scikit-learn==1.9.1 $(TORCH)
 
-# ~10 seeds x 8 problems x 5 methods; Optuna's GPSampler takes most of the time.
+# 40 seeds x 8 problems x 5 methods (about 45 min on 2 quiet cores); Optuna's GPSampler takes most of it.
 bench-quality: bench-quality-deps
 	$(BIN)/python -m benchmarks.bench_quality $(BENCH_QUALITY_ARGS)
 

@@ -120,16 +120,37 @@ _EXPERIMENT_ROW = select(_EXPERIMENTS).where(
     _EXPERIMENTS.c.id == bindparam("eid"), _EXPERIMENTS.c.client_id == bindparam("cid")
 )
 _EXPERIMENT_ROW_FOR_UPDATE = _EXPERIMENT_ROW.with_for_update()
+# The same row plus whether suggestions are queued: suggestion creation's first read, one round
+# trip instead of two.
+_EXPERIMENT_ROW_WITH_QUEUE = select(
+    _EXPERIMENTS,
+    exists()
+    .where(QueuedSuggestion.experiment_id == _EXPERIMENTS.c.id)
+    .label("has_queued_suggestions"),
+).where(_EXPERIMENTS.c.id == bindparam("eid"), _EXPERIMENTS.c.client_id == bindparam("cid"))
 
 
 def experiment_row_for_client(
-    session: Session, client_id: int, experiment_id: int, *, lock: bool = False
+    session: Session,
+    client_id: int,
+    experiment_id: int,
+    *,
+    lock: bool = False,
+    with_queue: bool = False,
 ) -> Any:
     """Like ``experiment_for_client`` but a read-only row (cheaper than an ORM object): the
-    hot paths only read the experiment."""
+    hot paths only read the experiment. ``with_queue`` adds ``has_queued_suggestions``."""
     if not 0 < experiment_id <= MAX_ID:
         raise not_found()
-    query = _EXPERIMENT_ROW_FOR_UPDATE if lock else _EXPERIMENT_ROW
+    if with_queue and lock:
+        raise ValueError("with_queue reads without a lock")
+    query = (
+        _EXPERIMENT_ROW_WITH_QUEUE
+        if with_queue
+        else _EXPERIMENT_ROW_FOR_UPDATE
+        if lock
+        else _EXPERIMENT_ROW
+    )
     row = session.connection().execute(query, {"eid": experiment_id, "cid": client_id}).first()
     if row is None:
         raise not_found()

@@ -85,12 +85,6 @@ def delete_queued_suggestions(
             session.delete(_queued(session, experiment_id, queued_id))
 
 
-def has_queued(session: Session, experiment_id: int) -> bool:
-    """Whether the experiment has queued suggestions (no lock: a cheap look first)."""
-    query = select(QueuedSuggestion.id).where(QueuedSuggestion.experiment_id == experiment_id)
-    return session.scalars(query.limit(1)).first() is not None
-
-
 def take_queued_assignments(
     session: Session, experiment_id: int, params: list[dict[str, Any]]
 ) -> dict[str, Any] | None:

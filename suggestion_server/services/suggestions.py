@@ -16,7 +16,7 @@ from suggestion_server.models import Suggestion
 from suggestion_server.paging import PageRequest
 from suggestion_server.render import pagination_json, suggestion_json
 from suggestion_server.schemas import SuggestionCreate, SuggestionUpdate
-from suggestion_server.services.queued_suggestions import has_queued, take_queued_assignments
+from suggestion_server.services.queued_suggestions import take_queued_assignments
 from suggestion_server.store import (
     client_suggestion,
     delete_suggestion_row,
@@ -75,13 +75,13 @@ def _without_engine(
 ) -> dict[str, Any] | None:
     """One short write: the manual, queued or pooled suggestion, or None (the engine's turn)."""
     with ctx.store.write() as session:
-        experiment = experiment_row_for_client(session, client_id, experiment_id)
+        experiment = experiment_row_for_client(session, client_id, experiment_id, with_queue=True)
         _check_active(experiment)
         params = json.loads(experiment.parameters_json)
         if body.assignments is not None:
             manual = dumps(validated_assignments(body.assignments, params)) or "{}"
             return _inserted(ctx, session, experiment.id, manual, body.metadata, "manual")
-        if has_queued(session, experiment.id):
+        if experiment.has_queued_suggestions:
             # Takers of the queue are serialized by the experiment's row lock (as its deletes).
             experiment_row_for_client(session, client_id, experiment_id, lock=True)
             queued = take_queued_assignments(session, experiment.id, params)

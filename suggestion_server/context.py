@@ -30,9 +30,8 @@ class ServerContext:
         return cls(store=store, engine_runs=EngineRunner(store, suggester))
 
     def __post_init__(self) -> None:
-        runs = self.engine_runs
         # The clock is read through the context, so tests that replace it reach the pool too.
-        self.pool = SuggestionPool(self.store, runs, lambda: self.clock())
+        self.pool = SuggestionPool(self.store, self.engine_runs, lambda: self.clock())
 
     def now(self) -> int:
         """Current time as integer Unix seconds (the wire's timestamps)."""

@@ -96,6 +96,7 @@ class EngineRunner:
     def forget(self, experiment_id: int) -> None:
         """Drop the engine's cached state of the experiment (deleted, or its space changed)."""
         self._suggester.forget(experiment_id)
+        self._measured.pop(experiment_id, None)
 
     def shutdown(self) -> None:
         """Nothing to stop in this process."""

@@ -105,7 +105,9 @@ def instance_spend(
     launched = _epoch(item["LaunchTime"])
     ended = ended_at(state, str(item.get("StateTransitionReason") or ""))
     estimated = state in ENDED_STATES and ended is None
-    end = now if ended is None else min(now, ended)
+    # The reason's time is truncated to the second: counting to the end of that second keeps the
+    # spend from dropping below what a check saw while the instance ran (the cap compared that).
+    end = now if ended is None else min(now, ended + 1.0)
     if state == "pending":
         end = launched  # nothing billed before it runs
     seconds = max(0.0, end - launched)

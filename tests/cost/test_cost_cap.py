@@ -19,7 +19,7 @@ from tests.cost.conftest import TOKEN, create_experiment
 from tests.support.ports import wait_until
 from tests.support.server import RunningServer
 from worker_bootstrap.cost_cap import CostCap, CostUnknown, effective_cap
-from worker_bootstrap.fleet_spend import ended_at, fleet_spend
+from worker_bootstrap.fleet_spend import ended_at, fleet_spend, instance_spend
 from worker_bootstrap.pricing import PriceBook
 
 COSTLY = "x9.costly"  # 3600 USD/h on demand in tests/cost/conftest.py: one dollar a second
@@ -157,6 +157,25 @@ def test_termination_time_from_the_state_transition_reason() -> None:
     assert ended_at("stopped", "User initiated (2026-11-30 12:00:00 UTC)") == noon
     assert ended_at("running", "") is None
     assert ended_at("terminated", "Server.SpotInstanceTermination") is None
+
+
+def test_spend_never_drops_when_the_instance_ends() -> None:
+    """EC2's termination time is truncated to the second; the spend must not shrink with it."""
+    noon = dt.datetime(2026, 11, 30, 12, tzinfo=dt.timezone.utc).timestamp()
+    book = PriceBook(None, clients=lambda service, region: None, enabled=False)
+    record: dict[str, Any] = {
+        "InstanceId": "i-0ended",
+        "InstanceType": "c5.large",
+        "LaunchTime": dt.datetime(2026, 11, 30, 11, 59, 40, tzinfo=dt.timezone.utc),
+        "State": {"Name": "running"},
+    }
+    # A cap check 0.7 s into noon's second, then the instance ends within that second.
+    running = instance_spend(record, book, noon + 0.7, "us-east-1", minimum_billed_s=0)
+    record["State"] = {"Name": "terminated"}
+    record["StateTransitionReason"] = "User initiated (2026-11-30 12:00:00 GMT)"
+    ended = instance_spend(record, book, noon + 30, "us-east-1", minimum_billed_s=0)
+    assert running.seconds == pytest.approx(20.7)
+    assert ended.seconds >= running.seconds and ended.seconds == pytest.approx(21.0)
 
 
 def clients(moto: MotoServer, pricing: PricingEmulator) -> Any:

@@ -102,7 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-seconds", type=float, help="seconds per evaluation (default 3; --short: 2)"
     )
     parser.add_argument(
-        "--timeout", type=float, help="give up after this many seconds (default 170)"
+        "--timeout",
+        type=float,
+        help="give up when the fleet has run this many seconds (default 170; 90 with --short)",
     )
     parser.add_argument(
         "--max-cost",

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from optfleet.demo_report import observation_value
+from worker_bootstrap.adoption import oldest_first
 from worker_bootstrap.cost_cap import METADATA_KEY, parse_cap
 from worker_bootstrap.fleet_spend import FleetSpend
 from worker_bootstrap.suggestion_spend import number_or_none as _number
@@ -165,7 +166,7 @@ def experiment_cost(
     if isinstance(budget, int) and isinstance(count, int):
         result.budget_reached = count >= budget
     cumulative: float | None = 0.0
-    for observation in sorted(observations, key=lambda o: (o.get("created") or 0, str(o["id"]))):
+    for observation in sorted(observations, key=oldest_first):
         metadata = observation.get("metadata") or {}
         own, earlier = _attempts(metadata)
         if observation.get("failed"):

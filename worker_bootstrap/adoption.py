@@ -64,6 +64,13 @@ def lease_expiry(suggestion: Json, lease_ttl_s: float) -> float:
         return float(suggestion.get("created") or 0) + lease_ttl_s
 
 
+def oldest_first(item: Json) -> Any:
+    """Sort key of suggestions or observations: creation time (whole seconds), then id, numeric
+    ids in number order ("9" before "10")."""
+    sid = str(item.get("id", ""))
+    return (int(item.get("created") or 0), len(sid), sid)
+
+
 def owner_of(suggestion: Json) -> Optional[str]:
     """The ``instance_id`` a suggestion belongs to, if any."""
     value = (suggestion.get("metadata") or {}).get("instance_id")

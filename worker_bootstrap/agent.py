@@ -23,6 +23,7 @@ from worker_bootstrap.adoption import (
     OrphanView,
     is_interrupted,
     lease_expiry,
+    oldest_first,
     owner_of,
     rendezvous_winner,
 )
@@ -67,11 +68,6 @@ class RunSummary:
 
 # In the state directory while a suggestion create is in flight (see _create_suggestion).
 CREATE_MARKER = "create-in-flight"
-
-
-def _oldest_first(suggestion: Json) -> Any:
-    sid = str(suggestion.get("id", ""))
-    return (int(suggestion.get("created") or 0), len(sid), sid)
 
 
 class Agent:
@@ -303,7 +299,7 @@ class Agent:
             suggestions, kind = self._list_own_at_start(int(open_hint or 0))
         else:
             suggestions, kind = self._list_for_scan(full)
-        mine = sorted((s for s in suggestions if owner_of(s) == self.me), key=_oldest_first)
+        mine = sorted((s for s in suggestions if owner_of(s) == self.me), key=oldest_first)
         self.log.event(
             f"{kind}_suggestions_listed", open=len(suggestions), mine=len(mine), at_start=at_start
         )
@@ -355,7 +351,7 @@ class Agent:
         """
         own = {"metadata.instance_id": self.me}
         rows = list(self.api.open_suggestions(self.experiment_id, self.settings.page_limit, own))
-        mine = sorted((s for s in rows if owner_of(s) == self.me), key=_oldest_first)
+        mine = sorted((s for s in rows if owner_of(s) == self.me), key=oldest_first)
         self.log.event("own_suggestions_listed", open=len(rows), mine=len(mine), at_start=False)
         for suggestion in mine:
             if self.stop_event.is_set() or self.summary.interrupted:
@@ -485,7 +481,7 @@ class Agent:
                 for s in suggestions
                 if owner_of(s) not in (None, self.me) and detector.orphaned(s, view)
             ),
-            key=_oldest_first,
+            key=oldest_first,
         )
         for suggestion in candidates:
             if self.stop_event.is_set() or self.summary.interrupted:
@@ -560,7 +556,7 @@ class Agent:
                     and self.journal.load(self.experiment_id, str(s.get("id"))) is None
                 ]
                 if mine:
-                    return sorted(mine, key=_oldest_first)[0]
+                    return sorted(mine, key=oldest_first)[0]
                 continue
             except ApiError as exc:
                 if exc.status in (400, 404) and self._experiment().get("state") == "deleted":

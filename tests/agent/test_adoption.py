@@ -15,7 +15,7 @@ from tests.support.server import RunningServer
 from worker_bootstrap.adoption import with_previous_owner
 
 FAST = {
-    "OPTFLEET_CLAIM_SETTLE": "0.3",
+    "OPTFLEET_CLAIM_SETTLE": "1.5",  # above any request stall of a busy machine
     "OPTFLEET_LEASE_TTL": "600",
     "OPTFLEET_ADOPT_INTERVAL": "0.5",
 }

@@ -26,7 +26,7 @@ def test_exactly_one_claimant_keeps_its_nonce(round_: int, server: RunningServer
     won: dict[str, bool] = {}
 
     def claim(me: str) -> None:
-        claimer = Claimer(ApiClient(server.url, server.token), eid, me, 600, settle_s=0.5)
+        claimer = Claimer(ApiClient(server.url, server.token), eid, me, 600, settle_s=2.0)
         detector = LeaseDetector(600)
         barrier.wait(timeout=30)  # start together: the reads race the writes
         won[me] = claimer.claim(sid, detector, OrphanView(dead_owners=set(), live={me})) is not None

@@ -35,7 +35,7 @@ def test_status_shows_spend_split_and_the_cap(
     server: RunningServer, moto: MotoServer, pricing: PricingEmulator, tmp_path: Path
 ) -> None:
     api = Api(server.url, TOKEN)
-    eid = create_experiment(api, "cost-status", metadata={"max_cost_usd": 0.5})
+    eid = create_experiment(api, "cost-status", metadata={"max_cost_usd": 0.001})
     [instance] = launch(moto, eid, 1)
     done = {
         "instance_seconds": 10,
@@ -79,7 +79,7 @@ def test_status_shows_spend_split_and_the_cap(
     assert cost["fleet"]["usd"] > 0  # x9.costly: a dollar a second since launch
     assert cost["fleet_usd_per_hour"] == 3600.0
     assert cost["control_plane"]["usd"] > 0  # asked for: its instances, priced the same way
-    assert cost["max_cost_usd"] == 0.5 and cost["cap_reached"] is True
+    assert cost["max_cost_usd"] == 0.001 and cost["cap_reached"] is True
     assert cost["in_progress"] == {"seconds": 3.0, "usd": 3.0}
     assert cost["evaluating"]["seconds"] == 6 + 2 + 3  # own attempts + the open one
     assert cost["evaluating"]["usd"] is None  # one observation's price was unknown
@@ -89,7 +89,7 @@ def test_status_shows_spend_split_and_the_cap(
     assert [o["cumulative_usd"] for o in cost["observations"]] == [10.0, 13.0, None]
     text = run_cli("status", "--experiment", eid, env=env)
     assert text.returncode == 0, text.stderr
-    assert "cost cap $0.5000 reached" in text.stdout
+    assert "cost cap $0.0010 reached" in text.stdout
     assert "the cap stopped the experiment" in text.stdout
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, literal_column, s
 from sqlalchemy.orm import Session
 
 from suggestion_server.models import Observation, PooledSuggestion, Suggestion
+from suggestion_server.pool_sizing import POOL_MAX
 from suggestion_server.store import SqlRowSource
 from suggestion_server.suggest.api import ObservationRow, OpenSuggestionRow
 
@@ -27,16 +28,45 @@ _POOL = cast(Table, PooledSuggestion.__table__)
 _SUGGESTIONS = cast(Table, Suggestion.__table__)
 _OBSERVATIONS = cast(Table, Observation.__table__)
 
+# stale_after never exceeds 2 x POOL_MAX: counting further would not change a verdict.
+_NEWER_COUNT_LIMIT = 2 * POOL_MAX
 # Engine entries first, oldest first; SKIP LOCKED lets concurrent takers pass each other on
 # PostgreSQL (SQLite ignores the clause: its write transactions are serialized anyway).
-_NEXT_ENTRY = (
-    select(_POOL)
+_NEXT_ENTRY_ID = (
+    select(_POOL.c.id)
     .where(_POOL.c.experiment_id == bindparam("eid"))
     .order_by(_POOL.c.rank, _POOL.c.id)
     .limit(1)
     .with_for_update(skip_locked=True)
+    .scalar_subquery()
 )
-_DELETE_ENTRY = delete(_POOL).where(_POOL.c.id == bindparam("pid"))
+# Observations newer than the taken entry's mark (bounded), for its staleness verdict. SQLite
+# renders RETURNING without table names; the names still resolve right (innermost table first,
+# and only the pool has ``observation_mark``), as the staleness tests check on both databases.
+_NEWER = _OBSERVATIONS.alias("newer_observation")
+_NEWER_THAN_TAKEN = (
+    select(func.count())
+    .select_from(
+        select(literal_column("1"))
+        .select_from(_NEWER)
+        .where(
+            _NEWER.c.experiment_id == bindparam("eid"),
+            _NEWER.c.deleted.is_(False),
+            _NEWER.c.id > _POOL.c.observation_mark,
+        )
+        .correlate(_POOL)
+        .limit(_NEWER_COUNT_LIMIT)
+        .subquery()
+    )
+    .correlate(_POOL)
+    .scalar_subquery()
+)
+# One round trip: remove the next entry and return it with its staleness count.
+_TAKE_ENTRY = (
+    delete(_POOL)
+    .where(_POOL.c.id == _NEXT_ENTRY_ID)
+    .returning(*_POOL.c, _NEWER_THAN_TAKEN.label("newer"))
+)
 _NEWER_OBSERVATIONS = select(func.count()).select_from(
     select(literal_column("1"))
     .select_from(_OBSERVATIONS)
@@ -108,23 +138,15 @@ class Freshness:
 
 def take_entry(session: Session, experiment_id: int, version: int) -> Any | None:
     """Remove and return the next fresh entry (a row with ``assignments_json`` and ``rank``), or
-    None. Stale entries met on the way are dropped with every entry at least as old."""
+    None. A stale entry met on the way is dropped with every entry at least as old."""
     for _ in range(3):
-        row = session.connection().execute(_NEXT_ENTRY, {"eid": experiment_id}).first()
+        row = session.connection().execute(_TAKE_ENTRY, {"eid": experiment_id}).first()
         if row is None:
             return None
-        if row.version == version and not _stale(session, experiment_id, row):
-            session.connection().execute(_DELETE_ENTRY, {"pid": row.id})
+        if row.version == version and int(row.newer or 0) < int(row.stale_after):
             return row
         drop_stale(session, experiment_id, version, row.observation_mark)
     return None
-
-
-def _stale(session: Session, experiment_id: int, row: Any) -> bool:
-    """Whether ``stale_after`` observations newer than the entry's mark exist."""
-    params = {"eid": experiment_id, "mark": row.observation_mark, "limit": row.stale_after}
-    newer = session.connection().execute(_NEWER_OBSERVATIONS, params).scalar() or 0
-    return int(newer) >= int(row.stale_after)
 
 
 def drop_stale(session: Session, experiment_id: int, version: int, mark: int) -> None:

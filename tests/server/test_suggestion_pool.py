@@ -148,6 +148,28 @@ def test_a_pool_made_stale_by_observations_is_not_served(
     assert pooled_count(database, eid) == 0  # the stale entry was dropped
 
 
+def test_only_the_experiments_own_observations_age_its_pool(
+    server: RunningServer, api: Api, database: Engine
+) -> None:
+    other, eid = new_experiment(api), new_experiment(api)
+    add_to_pool(database, pool_entry(eid, {"x": 4, "y": 4}, mark=0, stale_after=2))
+    for experiment, point in (
+        (other, {"x": 0, "y": 1}),
+        (other, {"x": 0, "y": 2}),
+        (eid, {"x": 0, "y": 3}),
+    ):
+        api.ok(
+            "POST",
+            f"/v1/experiments/{experiment}/observations",
+            json={"assignments": point, "value": 1.0},
+        )
+    created = api.ok("POST", f"/v1/experiments/{eid}/suggestions", json={})
+    # One observation of its own is newer than the entry: below stale_after, still fresh.
+    assert source_of(server, eid, created["id"]) == "pool"
+    assert created["assignments"] == {"x": 4, "y": 4}
+    assert pooled_count(database, eid) == 0
+
+
 def test_a_pool_of_an_older_version_is_not_served(
     server: RunningServer, api: Api, database: Engine
 ) -> None:

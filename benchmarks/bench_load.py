@@ -7,7 +7,8 @@ in the same invocation and against the same server, is the same N connections do
 ``GET /health`` (HTTP and the event loop without the database or the optimizer). Afterwards the
 client-side ledger is reconciled with the server: lost or duplicated observations and assignments
 handed out twice among open suggestions are counted (they must be 0). Where each suggestion came
-from (suggestion pool, engine at request time, padding, queue) is counted from the server log.
+from (suggestion pool, the engine's batch picks, engine at request time, padding, queue) is
+counted from the server log.
 
 Writes the ``load`` section of docs/benchmarks.md.
 
@@ -40,7 +41,7 @@ def _ms(samples: list[float], q: float) -> str:
 
 HEALTH = ("GET", "/health", None)
 # Suggestion sources as the server logs them.
-SOURCES = ("pool", "padding", "engine", "queued", "manual")
+SOURCES = ("pool", "batch", "padding", "engine", "queued", "manual")
 SOURCE = re.compile(r"suggestion created .* source=(\w+)")
 
 
@@ -208,8 +209,9 @@ def section(runs: list[dict[str, Any]], args: argparse.Namespace, total_s: float
             "is about workers / throughput (Little's law): at 100 observations/s a worker's loop "
             "takes about 10 s, shared between its create and its observe, so a create p99 of "
             "2 s in this loop needs several hundred observations/s. Suggestion creation no longer "
-            "waits for the engine: the pool hands out precomputed entries (and padding when the "
-            "engine cannot keep up; the sources table says how many the engine computed) in one "
+            "waits for the engine: the pool hands out precomputed entries (the engine's full "
+            "proposals, then its batch picks, then random padding when even batches cannot keep "
+            "up; the sources table says which) in one "
             "short write, and no engine run holds a write lock. What remains is the server's CPU "
             "per request (two Python processes' worth at most on this machine, shared with the "
             "load generator and other jobs) and, on PostgreSQL, the per-experiment row lock "

@@ -263,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", type=Path, default=REPORT, help="markdown report to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--section", default=SECTION, help="report section to write")
+    parser.add_argument(
+        "--title", default="Optimizer quality (regret on test problems, simulated parallel fleet)"
+    )
     parser.add_argument("--json", type=Path, help="append each run here as a JSON line")
     parser.add_argument("--resume", action="store_true", help="reuse the runs in --json")
     parser.add_argument(
@@ -318,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     body = "\n\n".join(
         [
-            "## Optimizer quality (regret on test problems, simulated parallel fleet)",
+            f"## {args.title}",
             preamble(args, methods, references),
             report(records, problems, methods, not_run, args.budget, args.workers, references),
             (
@@ -337,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(body, flush=True)
     if not args.no_write:
-        write_section(SECTION, body, report=args.out)
+        write_section(args.section, body, report=args.out)
     return 0
 
 

@@ -45,6 +45,24 @@ EXTRA_RUNS: dict[str, list[list[str]]] = {
             "The 1,000-worker fleet run (6-10 s evaluations, instances starting over 10 s)",
         ],
     ],
+    "bench_quality": [
+        [
+            "--methods",
+            "random,saturated_padding,saturated_batch",
+            "--problems",
+            "branin,hartmann3,hartmann6,rosenbrock4,ackley5,styblinski_tang8,mixed5",
+            "--workers",
+            "64",
+            "--budget",
+            "320",
+            "--seeds",
+            "20",
+            "--section",
+            "quality-saturated",
+            "--title",
+            "Optimizer quality when the engine cannot keep up (64 workers, 1 in 16 proposed)",
+        ],
+    ],
 }
 
 

@@ -28,9 +28,10 @@ from suggestion_server.experiment_space import (
     search_spec,
 )
 from suggestion_server.models import Experiment, Suggestion
-from suggestion_server.padding import padding_points, point_key
+from suggestion_server.padding import PointKey, padding_points, point_key
 from suggestion_server.pool_sizing import CYCLE_BUDGET_S, Demand, plan_run
 from suggestion_server.pool_store import (
+    BATCH_RANK,
     ENGINE_RANK,
     PADDING_RANK,
     BatchRowSource,
@@ -41,12 +42,16 @@ from suggestion_server.pool_store import (
     new_pool_id,
     open_count,
     pool_freshness,
+    queued_assignments,
 )
 from suggestion_server.store import dumps
 from suggestion_server.suggest.api import SearchSpec, Suggester
 
 # Demand is measured over at least this long.
 RATE_WINDOW_S = 1.0
+# Batch picks per run at most (each costs about a millisecond, more as the batch grows); the
+# rest of a saturated run is random padding.
+BATCH_MAX = 256
 
 
 @dataclass
@@ -150,20 +155,33 @@ class EngineRunner:
                 proposals.append(self._propose(spec, experiment.version, source, measured, params))
                 if time.monotonic() - engine_started >= CYCLE_BUDGET_S:
                     break  # the time bound of pool_sizing.py
+            shortfall = plan.engine - len(proposals) if plan.saturated else 0
+            fill = plan.padding + shortfall
+            taken = {point_key(row.assignments) for row in pending}
+            taken.update(point_key(assignments) for _, assignments in proposals)
+            if fill:
+                # Queued points are handed out soon: filling must not hand them out again.
+                taken.update(point_key(a) for a in queued_assignments(session, experiment_id))
+            batch = self._batch(spec, experiment.version, source, params, fill, taken)
             run.engine_s = time.monotonic() - engine_started
             run.propose_s = measured.propose_s or 0.0
-            shortfall = plan.engine - len(proposals) if plan.saturated else 0
-            taken = {point_key(row.assignments) for row in pending}
             padding = [
                 rendered_assignments(point, params)
-                for point in padding_points(spec, taken, plan.padding + shortfall, self._rng)
+                for point in padding_points(spec, taken, fill - len(batch), self._rng)
             ]
         if requested and proposals:
             run.own = proposals.pop(0)[1]
         run.entries = [
             PoolEntry(key, dumps(assignments) or "{}", ENGINE_RANK)
             for key, assignments in proposals
-        ] + [PoolEntry(new_pool_id(), dumps(point) or "{}", PADDING_RANK) for point in padding]
+        ]
+        run.entries += [
+            PoolEntry(pool_id, dumps(assignments) or "{}", BATCH_RANK)
+            for pool_id, assignments in batch
+        ]
+        run.entries += [
+            PoolEntry(new_pool_id(), dumps(point) or "{}", PADDING_RANK) for point in padding
+        ]
         if run.pool_mode:
             run.freshness = Freshness(experiment.version, mark, plan.stale_after)
         return run
@@ -191,6 +209,35 @@ class EngineRunner:
         assignments = rendered_assignments({p["name"]: proposed[p["name"]] for p in params}, params)
         source.add_pending(key, assignments)
         return pool_id, assignments
+
+    def _batch(
+        self,
+        spec: SearchSpec,
+        version: int,
+        source: BatchRowSource,
+        params: list[Any],
+        count: int,
+        taken: set[PointKey],
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Up to ``count`` (at most ``BATCH_MAX``) (pool id, assignments) of the engine's batch
+        picks, none in ``taken`` (which gains theirs); the rest of a saturated run is padding."""
+        pool_ids = [new_pool_id() for _ in range(min(count, BATCH_MAX))]
+        if not pool_ids:
+            return []
+        proposed = self._suggester.propose_batch(
+            spec, version, source, [engine_key(pool_id) for pool_id in pool_ids]
+        )
+        batch = []
+        names = [p["name"] for p in params]
+        for pool_id, point in zip(pool_ids, proposed):
+            assignments = rendered_assignments({name: point[name] for name in names}, params)
+            key = point_key(assignments)
+            if key in taken:
+                continue  # never stored: the engine drops its trial at the next run
+            taken.add(key)
+            source.add_pending(engine_key(pool_id), assignments)
+            batch.append((pool_id, assignments))
+        return batch
 
     def _measure_rate(self, session: Session, experiment_id: int, measured: _Measured) -> None:
         """Suggestions created per second (all processes) since this runner's last mark."""

@@ -16,13 +16,16 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, func, insert, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
-from suggestion_server.models import Observation, PooledSuggestion, Suggestion
+from suggestion_server.models import Observation, PooledSuggestion, QueuedSuggestion, Suggestion
 from suggestion_server.pool_sizing import POOL_MAX
 from suggestion_server.store import SqlRowSource
 from suggestion_server.suggest.api import ObservationRow, OpenSuggestionRow
 
+# Served in this order: full engine proposals, the engine's batch picks, random padding.
 ENGINE_RANK = 0
-PADDING_RANK = 1
+BATCH_RANK = 1
+PADDING_RANK = 2
+SOURCE_OF_RANK = {ENGINE_RANK: "pool", BATCH_RANK: "batch", PADDING_RANK: "padding"}
 
 _POOL = cast(Table, PooledSuggestion.__table__)
 _SUGGESTIONS = cast(Table, Suggestion.__table__)
@@ -199,6 +202,14 @@ def store_entries(
 def open_count(session: Session, experiment_id: int) -> int:
     """How many open suggestions the experiment has."""
     return int(session.connection().execute(_OPEN_COUNT, {"eid": experiment_id}).scalar() or 0)
+
+
+def queued_assignments(session: Session, experiment_id: int) -> list[dict[str, Any]]:
+    """The assignments users queued for the experiment (served before any pooled entry)."""
+    query = select(QueuedSuggestion.assignments_json).where(
+        QueuedSuggestion.experiment_id == experiment_id
+    )
+    return [json.loads(text) for text in session.execute(query).scalars()]
 
 
 def last_observation_id(session: Session, experiment_id: int) -> int:

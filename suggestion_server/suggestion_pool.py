@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -37,8 +38,10 @@ from suggestion_server.engine_runs import Run
 from suggestion_server.errors import bad_request
 from suggestion_server.pool_sizing import CYCLE_BUDGET_S
 from suggestion_server.pool_store import (
+    BATCH_RANK,
     ENGINE_RANK,
     PADDING_RANK,
+    SOURCE_OF_RANK,
     drop_pool,
     drop_stale,
     store_entries,
@@ -88,7 +91,7 @@ class Taken:
     """A pooled entry handed to a request."""
 
     assignments_json: str
-    source: str  # "pool" (the engine's) or "padding"
+    source: str  # "pool" (the engine's), "batch" (its batch picks) or "padding"
 
 
 class SuggestionPool:
@@ -136,7 +139,7 @@ class SuggestionPool:
         row = take_entry(session, experiment.id, experiment.version)
         if row is None:
             return None
-        return Taken(row.assignments_json, "pool" if row.rank == ENGINE_RANK else "padding")
+        return Taken(row.assignments_json, SOURCE_OF_RANK.get(row.rank, "padding"))
 
     def after_take(self, experiment_id: int) -> None:
         """Start a background refill if one may be due."""
@@ -269,13 +272,14 @@ class SuggestionPool:
             else:
                 state.wake.notify(1)  # one waiter may take the lock now
         if run.entries:
-            padded = sum(1 for entry in run.entries if entry.rank == PADDING_RANK)
+            ranks = Counter(entry.rank for entry in run.entries)
             log.info(
-                "pool refilled experiment=%s engine=%s padding=%s target=%s rate=%.1f "
+                "pool refilled experiment=%s engine=%s batch=%s padding=%s target=%s rate=%.1f "
                 "propose_ms=%.0f waiting=%s ms=%.0f",
                 experiment_id,
-                len(run.entries) - padded,
-                padded,
+                ranks[ENGINE_RANK],
+                ranks[BATCH_RANK],
+                ranks[PADDING_RANK],
                 run.target,
                 run.rate,
                 run.propose_s * 1000,

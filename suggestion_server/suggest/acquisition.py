@@ -43,6 +43,15 @@ def _log_h(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return log_h, slope
 
 
+def log_expected_improvement(
+    mean: np.ndarray, variance: np.ndarray, incumbent: float
+) -> np.ndarray:
+    """log EI below ``incumbent`` (minimization), without gradients."""
+    std = np.sqrt(variance)
+    log_h, _ = _log_h((incumbent - mean) / std)
+    return np.asarray(np.log(std) + log_h)
+
+
 def _log_cdf(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """log Φ(w) and its derivative φ(w)/Φ(w)."""
     log_cdf = log_ndtr(w)
@@ -87,7 +96,7 @@ class Acquisition:
         return total, gradient
 
 
-def _matches(points: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+def matching(points: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     """One boolean per point: whether it equals (within 1e-9) one of ``excluded``.
 
     A k-d tree under the maximum norm: the pairwise comparison it replaces was a third of an
@@ -117,7 +126,7 @@ def maximize_acquisition(
     ok = feasible(candidates)
     if not ok.any():
         raise ValueError("no candidate satisfies the linear constraints")
-    fresh = ok & ~_matches(candidates, excluded)
+    fresh = ok & ~matching(candidates, excluded)
     candidates = candidates[fresh if fresh.any() else ok]
     values, _ = acquisition(candidates)
     order = np.argsort(-values)
@@ -147,7 +156,7 @@ def maximize_acquisition(
         refined[index] = np.clip(result.x, 0.0, 1.0)
         refined = snap(refined[None, :])[0]
         value = float(acquisition(refined[None, :])[0][0])
-        acceptable = feasible(refined[None, :])[0] and not _matches(refined[None, :], excluded)[0]
+        acceptable = feasible(refined[None, :])[0] and not matching(refined[None, :], excluded)[0]
         if math.isfinite(value) and value > best_value and acceptable:
             best_point, best_value = refined, value
     return np.asarray(best_point)

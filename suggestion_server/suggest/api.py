@@ -114,6 +114,14 @@ class Suggester(Protocol):
         self, spec: SearchSpec, version: int, source: RowSource, for_suggestion_id: int
     ) -> dict[str, AssignmentValue]: ...
 
+    def propose_batch(
+        self, spec: SearchSpec, version: int, source: RowSource, suggestion_ids: Sequence[int]
+    ) -> list[dict[str, AssignmentValue]]:
+        """Model-based assignments for up to all of ``suggestion_ids`` from one model, each
+        recorded like ``propose``'s (in order); fewer, maybe none, when the engine cannot batch
+        (then the caller pads). For a fleet asking faster than ``propose`` answers."""
+        ...
+
     def forget(self, experiment_id: int) -> None:
         """Drop any cached state for the experiment (deleted experiment, tests)."""
         ...

@@ -13,6 +13,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from suggestion_server.suggest.api import AssignmentValue, RowSource, SearchSpec
 from suggestion_server.suggest.experiment_study import ExperimentStudy
@@ -21,6 +23,7 @@ from suggestion_server.suggest.samplers import derived_seed, sampler_for
 from suggestion_server.suggest.space import validate_spec
 
 _log = logging.getLogger("suggestion_server.suggest")
+T = TypeVar("T")
 
 
 def check_spec(spec: SearchSpec) -> None:
@@ -66,6 +69,29 @@ class OptunaSuggester:
         self, spec: SearchSpec, version: int, source: RowSource, for_suggestion_id: int
     ) -> dict[str, AssignmentValue]:
         """Assignments for the new suggestion ``for_suggestion_id`` (already inserted)."""
+        return self._with_study(
+            spec, version, source, for_suggestion_id, lambda s: s.propose(for_suggestion_id)
+        )
+
+    def propose_batch(
+        self, spec: SearchSpec, version: int, source: RowSource, suggestion_ids: Sequence[int]
+    ) -> list[dict[str, AssignmentValue]]:
+        """Up to ``len(suggestion_ids)`` assignments from one model (``Suggester``)."""
+        if not suggestion_ids:
+            return []
+        return self._with_study(
+            spec, version, source, suggestion_ids[0], lambda s: s.propose_batch(suggestion_ids)
+        )
+
+    def _with_study(
+        self,
+        spec: SearchSpec,
+        version: int,
+        source: RowSource,
+        for_suggestion_id: int,
+        ask: Callable[[ExperimentStudy], T],
+    ) -> T:
+        """``ask`` of the experiment's study, brought up to date with the rows first."""
         slot = self._slot(spec.experiment_id)
         with slot.lock:
             try:
@@ -76,7 +102,7 @@ class OptunaSuggester:
                     slot.study = study
                 else:
                     study.sync(source, for_suggestion_id)
-                return study.propose(for_suggestion_id)
+                return ask(study)
             except BaseException:
                 slot.study = None  # half-updated: rebuild from the rows next time
                 raise

@@ -38,6 +38,7 @@ from suggestion_server.suggest.api import (
     RowSource,
     SearchSpec,
 )
+from suggestion_server.suggest.fleet_sampler import FleetSampler
 from suggestion_server.suggest.gp_proposer import FAILED_CONSTRAINT, metric_constraint_key
 from suggestion_server.suggest.grid import Grid, free_point, grid_for
 from suggestion_server.suggest.space import distributions_for, params_within, validate_spec
@@ -288,6 +289,17 @@ class ExperimentStudy:
             trial_id, params = self._ask_avoiding_open()
         self.running[for_suggestion_id] = _RunningTrial(trial_id, params)
         return dict(params)
+
+    def propose_batch(self, suggestion_ids: Sequence[int]) -> list[dict[str, AssignmentValue]]:
+        """Model-based assignments for up to all of ``suggestion_ids`` at once (in order), each
+        recorded as its RUNNING trial; fewer (maybe none) when the sampler cannot batch."""
+        if self.spec.kind == "grid" or not isinstance(self.sampler, FleetSampler):
+            return []
+        batch = self.sampler.propose_batch(self.study, len(suggestion_ids))
+        for suggestion_id, params in zip(suggestion_ids, batch):
+            trial_id = self._append(params, TrialState.RUNNING, None)
+            self.running[suggestion_id] = _RunningTrial(trial_id, params)
+        return [dict(params) for params in batch]
 
     def _ask_avoiding_open(self) -> tuple[int, dict[str, AssignmentValue]]:
         """Ask the sampler; never return the assignments of an open suggestion if avoidable.

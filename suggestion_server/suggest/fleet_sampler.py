@@ -123,6 +123,26 @@ class FleetSampler(optuna.samplers.BaseSampler):
                 return params
         return self._random_feasible()
 
+    def propose_batch(self, study: optuna.Study, count: int) -> list[dict[str, AssignmentValue]]:
+        """Up to ``count`` model-based points at once, all trials so far pending or finished;
+        empty when the model is not a Gaussian process or is still in its start-up design."""
+        if not isinstance(self.model, GaussianProcessProposer):
+            return []
+        trials = study._get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING), use_cache=True
+        )
+        names = self._distributions.keys()
+        complete = [
+            t for t in trials if t.state == TrialState.COMPLETE and names <= t.params.keys()
+        ]
+        if not complete or len(trials) < self._n_startup:
+            return []
+        running = [t for t in trials if t.state == TrialState.RUNNING and names <= t.params.keys()]
+        try:
+            return self.model.propose_batch(complete, running, count)
+        except ValueError:
+            return []  # no candidate met the linear constraints: the caller pads instead
+
     def _startup_point(self) -> dict[str, AssignmentValue]:
         for _ in range(_FEASIBLE_TRIES):
             index = self._startup_drawn

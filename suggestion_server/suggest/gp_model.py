@@ -182,6 +182,19 @@ class GaussianProcess:
         squared = (sa * sa).sum(axis=1)[:, None] + (sb * sb).sum(axis=1)[None, :] - 2 * sa @ sb.T
         return np.asarray(np.sqrt(np.maximum(squared, 0.0)))
 
+    def kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Prior covariances between the rows of ``a`` and of ``b``."""
+        return self._kernel(a, b)
+
+    def whitened(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Posterior means and variances at ``points`` and L⁻¹ k(X, points) (one column per
+        point), from which posterior covariances between the points follow:
+        k(a, b) - column(a) · column(b)."""
+        ks = self._kernel(points, self.x)
+        v = solve_triangular(self._chol, ks.T, lower=True, check_finite=False)
+        variance = np.maximum(self._signal - (v * v).sum(axis=0), 1e-12)
+        return np.asarray(ks @ self._alpha), variance, np.asarray(v)
+
     def mean(self, points: np.ndarray) -> np.ndarray:
         """Posterior means at ``points``."""
         return np.asarray(self._kernel(points, self.x) @ self._alpha)

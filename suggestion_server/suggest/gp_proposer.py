@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from optuna.trial import FrozenTrial
 
-from suggestion_server.suggest.acquisition import Acquisition, maximize_acquisition
+from suggestion_server.suggest.acquisition import Acquisition, matching, maximize_acquisition
 from suggestion_server.suggest.api import AssignmentValue, LinearConstraint, ParameterSpec
 from suggestion_server.suggest.encoding import UnitCubeEncoding
+from suggestion_server.suggest.gp_batch import believer_picks
 from suggestion_server.suggest.gp_model import GaussianProcess, Hyperparameters, fit_hyperparameters
 from suggestion_server.suggest.linear_constraints import feasible_rows
 
@@ -30,6 +32,8 @@ FAILED_CONSTRAINT = "failed"
 RANDOM_CANDIDATES = 1024
 LOCAL_CANDIDATES_PER_POINT = 64
 LOCAL_CENTRES = 5
+# A batch picks from a fixed candidate set without gradient steps: more random candidates.
+BATCH_EXTRA_CANDIDATES = 2048
 # Every this many fits, fitting also starts from the prior's mode, not only the last fit.
 _RESTART_EVERY = 8
 _REFIT_ALWAYS_BELOW = 100
@@ -73,6 +77,38 @@ class GaussianProcessProposer:
         self, complete: Sequence[FrozenTrial], running: Sequence[FrozenTrial]
     ) -> dict[str, AssignmentValue]:
         """The next point given finished and in-flight trials (at least one finished)."""
+        state = self._state(complete, running)
+        point = maximize_acquisition(
+            state.acquisition,
+            state.candidates,
+            self._encoding.continuous_mask,
+            self._feasible,
+            self._encoding.snapped,
+            excluded=state.excluded,
+        )
+        return self._encoding.decode(point)
+
+    def propose_batch(
+        self, complete: Sequence[FrozenTrial], running: Sequence[FrozenTrial], count: int
+    ) -> list[dict[str, AssignmentValue]]:
+        """Up to ``count`` distinct points at once (``gp_batch.py``): for a fleet asking faster
+        than ``propose`` can answer. Fewer when the candidates run out."""
+        state = self._state(complete, running, extra_random=BATCH_EXTRA_CANDIDATES)
+        candidates = self._encoding.snapped(state.candidates)
+        candidates = np.unique(candidates[self._feasible(candidates)], axis=0)
+        # Nor a finished point: many cheap picks on a discrete space would otherwise repeat
+        # the best ones the model still believes in.
+        candidates = candidates[~matching(candidates, np.vstack([state.excluded, state.observed]))]
+        fixed_log, _ = Acquisition(state.acquisition.objective, None, state.constraints)(candidates)
+        picks = believer_picks(
+            state.acquisition.objective, state.acquisition.incumbent, fixed_log, candidates, count
+        )
+        return [self._encoding.decode(candidates[i]) for i in picks]
+
+    def _state(
+        self, complete: Sequence[FrozenTrial], running: Sequence[FrozenTrial], extra_random: int = 0
+    ) -> _AskState:
+        """The models, acquisition and candidates of one ask."""
         complete = self._fit_subset(complete)
         pending = list(running)[-self._max_pending :]
         x = np.array([self._encoding.encode(t.params) for t in complete])
@@ -98,15 +134,11 @@ class GaussianProcessProposer:
                 incumbent = min(incumbent, float(objective.y[len(complete) :].min()))
         acquisition = Acquisition(objective, incumbent, constraint_models)
         candidates = self._candidates(x, objective.y[: len(complete)], feasible_mask)
-        point = maximize_acquisition(
-            acquisition,
-            candidates,
-            self._encoding.continuous_mask,
-            self._feasible,
-            self._encoding.snapped,
-            excluded=self._encoding.snapped(xp),
-        )
-        return self._encoding.decode(point)
+        if extra_random:
+            extra = self._encoding.random_points(extra_random, self._rng)
+            candidates = np.vstack([candidates, extra])
+        snapped = self._encoding.snapped
+        return _AskState(acquisition, constraint_models, candidates, snapped(xp), snapped(x))
 
     def _fit_subset(self, complete: Sequence[FrozenTrial]) -> list[FrozenTrial]:
         if len(complete) <= self._max_fit_points:
@@ -186,6 +218,17 @@ class GaussianProcessProposer:
         if not self._linear:
             return np.ones(len(points), dtype=bool)
         return feasible_rows([self._encoding.decode(p) for p in points], self._linear)
+
+
+@dataclass
+class _AskState:
+    """What one ask computes before choosing points."""
+
+    acquisition: Acquisition
+    constraints: list[GaussianProcess]
+    candidates: np.ndarray
+    excluded: np.ndarray  # the open points, snapped
+    observed: np.ndarray  # the finished points the model saw, snapped
 
 
 def _worth_refitting(fitted: tuple[int, ...], now: tuple[int, ...]) -> bool:

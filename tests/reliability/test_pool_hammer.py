@@ -5,6 +5,7 @@ observation is lost or doubled, and queued suggestions are served before pooled 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 
@@ -132,9 +133,18 @@ def test_servers_sharing_a_pool_keep_every_guarantee(two_servers: list[RunningSe
     clashes = [pair for pair in check.open_duplicates if not involves_queued(pair)]
     assert clashes == [], clashes
 
-    # Every queued point was handed out once, before the pool could serve many more: only
-    # requests already past their queue check (one per worker) may have taken pool entries first.
-    handed = [i for i in result.intervals if i.assignment in queued_points]
+    # Every queued point was handed out once by the queue, before the pool could serve many
+    # more: only requests already past their queue check (one per worker) may have taken pool
+    # entries first. (Once observed, the engine may choose such a point again on its own.)
+    from_queue = {
+        sid
+        for server in two_servers
+        for sid in re.findall(
+            rf"suggestion created experiment={eid} suggestion=(\d+) source=queued",
+            server.log_text(),
+        )
+    }
+    handed = [i for i in result.intervals if str(i.suggestion_id) in from_queue]
     assert sorted(i.assignment for i in handed) == sorted(queued_points)
     latest_allowed = after_queueing + len(QUEUED) + 2 * WORKERS_PER_SERVER
     assert all(int(i.suggestion_id) <= latest_allowed for i in handed), handed
@@ -142,4 +152,4 @@ def test_servers_sharing_a_pool_keep_every_guarantee(two_servers: list[RunningSe
     # Both servers handed out pooled entries: the pool lives in the database, not a process.
     for server in two_servers:
         log = server.log_text()
-        assert "source=pool" in log or "source=padding" in log
+        assert any(f"source={source}" in log for source in ("pool", "batch", "padding"))

@@ -110,7 +110,7 @@ def test_engine_entries_are_served_before_padding(
     eid = new_experiment(api)
     add_to_pool(
         database,
-        pool_entry(eid, {"x": 1, "y": 1}, rank=1),
+        pool_entry(eid, {"x": 1, "y": 1}, rank=2),
         pool_entry(eid, {"x": 2, "y": 2}, rank=0),
     )
     # Only the first create is checked: after a take, a refill may empty a pool that low

@@ -92,21 +92,14 @@ class FleetSampler(optuna.samplers.BaseSampler):
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        trials = study._get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING), use_cache=True
-        )
-        others = [t for t in trials if t._trial_id != trial._trial_id]
+        others = self._others(study, trial._trial_id)
         finished = [t for t in others if t.state == TrialState.COMPLETE]
         if self.model is None or not finished or len(others) < self._n_startup:
             return self._startup_point()
         if isinstance(self.model, GaussianProcessProposer):
-            # Feasible by construction; trials lacking a parameter (added later) are left out.
-            names = self._distributions.keys()
-            running = [t for t in others if t.state == TrialState.RUNNING]
-            complete = [t for t in finished if names <= t.params.keys()]
+            complete, pending = self._modelled(others)
             if not complete:
                 return self._startup_point()
-            pending = [t for t in running if names <= t.params.keys()]
             try:
                 return self.model.propose(complete, pending)
             except ValueError:
@@ -128,20 +121,32 @@ class FleetSampler(optuna.samplers.BaseSampler):
         empty when the model is not a Gaussian process or is still in its start-up design."""
         if not isinstance(self.model, GaussianProcessProposer):
             return []
+        others = self._others(study, None)
+        complete, pending = self._modelled(others)
+        if not complete or len(others) < self._n_startup:
+            return []
+        try:
+            return self.model.propose_batch(complete, pending, count)
+        except ValueError:
+            return []  # no candidate met the linear constraints: the caller pads instead
+
+    @staticmethod
+    def _others(study: optuna.Study, asking: int | None) -> list[FrozenTrial]:
+        """Finished and running trials but the one asking."""
         trials = study._get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING), use_cache=True
         )
+        return [t for t in trials if t._trial_id != asking]
+
+    def _modelled(self, others: list[FrozenTrial]) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+        """(finished, running) trials the Gaussian process models: feasible by construction;
+        trials lacking a parameter (added later) are left out."""
         names = self._distributions.keys()
-        complete = [
-            t for t in trials if t.state == TrialState.COMPLETE and names <= t.params.keys()
-        ]
-        if not complete or len(trials) < self._n_startup:
-            return []
-        running = [t for t in trials if t.state == TrialState.RUNNING and names <= t.params.keys()]
-        try:
-            return self.model.propose_batch(complete, running, count)
-        except ValueError:
-            return []  # no candidate met the linear constraints: the caller pads instead
+        usable = [t for t in others if names <= t.params.keys()]
+        return (
+            [t for t in usable if t.state == TrialState.COMPLETE],
+            [t for t in usable if t.state == TrialState.RUNNING],
+        )
 
     def _startup_point(self) -> dict[str, AssignmentValue]:
         for _ in range(_FEASIBLE_TRIES):

@@ -33,7 +33,7 @@ RANDOM_CANDIDATES = 1024
 LOCAL_CANDIDATES_PER_POINT = 64
 LOCAL_CENTRES = 5
 # A batch picks from a fixed candidate set without gradient steps: more random candidates.
-BATCH_EXTRA_CANDIDATES = 2048
+BATCH_EXTRA_CANDIDATES = 1024
 # Every this many fits, fitting also starts from the prior's mode, not only the last fit.
 _RESTART_EVERY = 8
 _REFIT_ALWAYS_BELOW = 100

@@ -27,8 +27,8 @@ from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
 from optfleet.pricing_emulator import PricingEmulator, SimulatedInstance, SimulatedPrice
 from tests.agent.helpers import Api
 from tests.support.server import RunningServer
-from worker_bootstrap.fleet_spend import experiment_instances, fleet_spend
-from worker_bootstrap.pricing import PriceBook
+from worker_bootstrap.cost.fleet_spend import experiment_instances, fleet_spend
+from worker_bootstrap.cost.pricing import PriceBook
 
 SECTION = "cost"
 EVALUATE = [

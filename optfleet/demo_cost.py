@@ -17,8 +17,8 @@ from rich.table import Table
 
 from optfleet.experiment_cost import experiment_cost, usd
 from optfleet.pricing_emulator import PricingEmulator, SimulatedInstance, SimulatedPrice
-from worker_bootstrap.fleet_spend import fleet_spend
-from worker_bootstrap.pricing import PriceBook
+from worker_bootstrap.cost.fleet_spend import fleet_spend
+from worker_bootstrap.cost.pricing import PriceBook
 
 REGION = "us-east-1"
 PRICES_NOTE = "prices are simulated (pricing emulator, not AWS)"

@@ -22,10 +22,11 @@ from typing import Any
 
 from optfleet.demo_report import observation_value
 from worker_bootstrap.adoption import oldest_first
-from worker_bootstrap.cost_cap import METADATA_KEY, parse_cap
-from worker_bootstrap.fleet_spend import FleetSpend
-from worker_bootstrap.suggestion_spend import number_or_none as _number
-from worker_bootstrap.suggestion_spend import spent_so_far
+from worker_bootstrap.cost.attempt_spend import number_or_none as _number
+from worker_bootstrap.cost.attempt_spend import spent_so_far
+from worker_bootstrap.cost.cap import parse_cap
+from worker_bootstrap.cost.fleet_spend import FleetSpend
+from worker_bootstrap.cost.keys import MAX_COST_USD as METADATA_KEY
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from worker_bootstrap.pricing import PriceBook
+from worker_bootstrap.cost.pricing import PriceBook
 
 
 def cache_path() -> Path:

@@ -29,7 +29,9 @@ from worker_bootstrap.adoption import (
 )
 from worker_bootstrap.api_client import AmbiguousRequest, ApiClient, ApiError, ApiUnavailable
 from worker_bootstrap.config import Settings
-from worker_bootstrap.cost_cap import CostCap, CostUnknown
+from worker_bootstrap.cost.attempt_spend import SpendTracker
+from worker_bootstrap.cost.cap import CostCap, CostUnknown
+from worker_bootstrap.cost.pricing import Price, PriceBook
 from worker_bootstrap.crash import CrashHook
 from worker_bootstrap.evaluation import (
     Evaluator,
@@ -42,10 +44,8 @@ from worker_bootstrap.imds import Identity, ImdsClient, ImdsUnavailable
 from worker_bootstrap.journal import CREATED, EVALUATED, REPORTED, Entry, Journal
 from worker_bootstrap.logs import EventLog
 from worker_bootstrap.metadata import merged
-from worker_bootstrap.pricing import Price, PriceBook
 from worker_bootstrap.results import Outcome
 from worker_bootstrap.scan_cadence import ScanCadence
-from worker_bootstrap.suggestion_spend import SpendTracker
 
 Json = Dict[str, Any]
 

@@ -264,7 +264,7 @@ def settings_from(values: Mapping[str, str], command: Optional[List[str]] = None
     if values.get("OPTFLEET_PRICING"):
         settings.pricing = _flag("OPTFLEET_PRICING", values["OPTFLEET_PRICING"])
     if values.get("OPTFLEET_MAX_COST_USD"):
-        from worker_bootstrap.cost_cap import parse_cap
+        from worker_bootstrap.cost.cap import parse_cap
 
         try:
             settings.max_cost_usd = parse_cap(

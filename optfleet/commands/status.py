@@ -16,7 +16,7 @@ from optfleet.commands.experiment import add_api_arguments
 from optfleet.experiment_cost import Bucket, ExperimentCost, experiment_cost, usd
 from optfleet.fleet_status import FleetStatus, join_fleet_status
 from optfleet.prices import operator_price_book
-from worker_bootstrap.fleet_spend import fleet_spend
+from worker_bootstrap.cost.fleet_spend import fleet_spend
 
 HELP = "instances joined with their suggestions"
 

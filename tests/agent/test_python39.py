@@ -16,7 +16,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "worker_bootstrap"
 # Modules that need only the standard library (requests may be absent from a bare 3.9).
 PURE = ["config", "journal", "results", "metadata", "crash", "logs", "retry", "evaluation",
-        "install", "scan_cadence"]  # fmt: skip
+        "install", "scan_cadence", "cost.keys", "cost.pricing", "cost.fleet_spend",
+        "cost.attempt_spend", "cost.cap"]  # fmt: skip
 
 
 def python39() -> str | None:
@@ -39,7 +40,7 @@ PY39 = python39()
 @pytest.mark.skipif(PY39 is None, reason="no Python 3.9 interpreter on this machine")
 def test_sources_compile_and_pure_modules_import_on_python39() -> None:
     assert PY39 is not None
-    files = sorted(str(p) for p in PACKAGE.glob("*.py"))
+    files = sorted(str(p) for p in PACKAGE.rglob("*.py"))
     compiled = subprocess.run([PY39, "-m", "py_compile", *files], capture_output=True, text=True)
     assert compiled.returncode == 0, compiled.stderr
     code = (

@@ -18,9 +18,9 @@ from tests.cli.conftest import MotoServer
 from tests.cost.conftest import TOKEN, create_experiment
 from tests.support.ports import wait_until
 from tests.support.server import RunningServer
-from worker_bootstrap.cost_cap import CostCap, CostUnknown, effective_cap
-from worker_bootstrap.fleet_spend import ended_at, fleet_spend, instance_spend
-from worker_bootstrap.pricing import PriceBook
+from worker_bootstrap.cost.cap import CostCap, CostUnknown, effective_cap
+from worker_bootstrap.cost.fleet_spend import ended_at, fleet_spend, instance_spend
+from worker_bootstrap.cost.pricing import PriceBook
 
 COSTLY = "x9.costly"  # 3600 USD/h on demand in tests/cost/conftest.py: one dollar a second
 # Half a second of work per evaluation, then a result (the agent's evaluation contract).

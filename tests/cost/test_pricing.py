@@ -11,7 +11,7 @@ import pytest
 
 from optfleet.pricing_emulator import PricingEmulator, SimulatedPrice, product_document
 from tests.cli.conftest import MotoServer
-from worker_bootstrap.pricing import (
+from worker_bootstrap.cost.pricing import (
     ON_DEMAND,
     SPOT,
     PriceBook,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker_bootstrap.pricing import Price
-from worker_bootstrap.suggestion_spend import SpendTracker, spent_so_far
+from worker_bootstrap.cost.attempt_spend import SpendTracker, spent_so_far
+from worker_bootstrap.cost.pricing import Price
 
 SPOT = Price(0.036, "spot", "2026-11-30T10:00:00Z")
 UNKNOWN = Price(None, "on-demand", error="AccessDenied")

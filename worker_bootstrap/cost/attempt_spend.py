@@ -10,7 +10,7 @@ instance after a reboot, or an adopter) carries it on:
 
 A new attempt folds the last one into the earlier totals. An attempt that dies without a final
 write (power loss) loses at most the time since its last renewal, a third of the lease TTL.
-The observation then carries the totals (keys in :data:`OBSERVATION_KEYS`).
+The observation then carries the totals (keys in :data:`keys.OBSERVATION_KEYS`).
 """
 
 from __future__ import annotations
@@ -19,19 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from worker_bootstrap.pricing import Price
+from worker_bootstrap.cost import keys
+from worker_bootstrap.cost.pricing import Price
 
 Json = Dict[str, Any]
-OBSERVATION_KEYS = (
-    "instance_seconds",
-    "earlier_attempts_seconds",
-    "cost_usd",
-    "earlier_attempts_cost_usd",
-    "price_usd_per_hour",
-    "price_source",
-    "price_time",
-    "cost_unknown_reason",
-)
 
 
 def number_or_none(value: Any) -> Optional[float]:
@@ -49,8 +40,8 @@ def spent_so_far(metadata: Mapping[str, Any]) -> Tuple[float, Optional[float]]:
     total_s = 0.0
     total_usd: Optional[float] = 0.0
     for seconds_key, usd_key in (
-        ("spent_earlier_s", "spent_earlier_usd"),
-        ("spent_attempt_s", "spent_attempt_usd"),
+        (keys.SPENT_EARLIER_S, keys.SPENT_EARLIER_USD),
+        (keys.SPENT_ATTEMPT_S, keys.SPENT_ATTEMPT_USD),
     ):
         seconds = number_or_none(metadata.get(seconds_key)) or 0.0
         usd = number_or_none(metadata.get(usd_key))
@@ -108,14 +99,13 @@ class SpendTracker:
             return {}
         seconds = self._attempt_seconds(attempt)
         usd = attempt.price.cost_usd(seconds)
-        keys: Json = {
-            "spent_earlier_s": round(attempt.earlier_s, 3),
-            "spent_attempt_s": round(seconds, 3),
-            "spent_attempt_by": self.instance_id,
-            "spent_earlier_usd": _usd(attempt.earlier_usd),
-            "spent_attempt_usd": _usd(usd),
+        return {
+            keys.SPENT_EARLIER_S: round(attempt.earlier_s, 3),
+            keys.SPENT_ATTEMPT_S: round(seconds, 3),
+            keys.SPENT_ATTEMPT_BY: self.instance_id,
+            keys.SPENT_EARLIER_USD: _usd(attempt.earlier_usd),
+            keys.SPENT_ATTEMPT_USD: _usd(usd),
         }
-        return keys
 
     def stamp(self, suggestion_id: str, metadata: Json) -> None:
         """Write :meth:`progress` into a suggestion's metadata map; an unknown USD key is removed
@@ -137,19 +127,19 @@ class SpendTracker:
             None if usd is None or attempt.earlier_usd is None else usd + attempt.earlier_usd
         )
         price = attempt.price
-        keys: Json = {
-            "instance_seconds": round(attempt.earlier_s + seconds, 3),
-            "earlier_attempts_seconds": round(attempt.earlier_s, 3),
-            "cost_usd": _usd(total_usd),
-            "earlier_attempts_cost_usd": _usd(attempt.earlier_usd),
-            "price_usd_per_hour": price.usd_per_hour,
-            "price_source": price.source,
-            "price_time": price.time or None,
+        stamped: Json = {
+            keys.INSTANCE_SECONDS: round(attempt.earlier_s + seconds, 3),
+            keys.EARLIER_ATTEMPTS_SECONDS: round(attempt.earlier_s, 3),
+            keys.COST_USD: _usd(total_usd),
+            keys.EARLIER_ATTEMPTS_COST_USD: _usd(attempt.earlier_usd),
+            keys.PRICE_USD_PER_HOUR: price.usd_per_hour,
+            keys.PRICE_SOURCE: price.source,
+            keys.PRICE_TIME: price.time or None,
         }
         if total_usd is None:
             why = price.error if not price.known else "an earlier attempt's price is unknown"
-            keys["cost_unknown_reason"] = why or "price unknown"
-        return keys
+            stamped[keys.COST_UNKNOWN_REASON] = why or "price unknown"
+        return stamped
 
 
 def _usd(value: Optional[float]) -> Optional[float]:

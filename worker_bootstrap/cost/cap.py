@@ -18,10 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
-from worker_bootstrap.fleet_spend import FleetSpend, fleet_spend
-from worker_bootstrap.pricing import PriceBook
-
-METADATA_KEY = "max_cost_usd"
+from worker_bootstrap.cost.fleet_spend import FleetSpend, fleet_spend
+from worker_bootstrap.cost.keys import MAX_COST_USD
+from worker_bootstrap.cost.pricing import PriceBook
 
 
 class CostUnknown(Exception):
@@ -44,7 +43,7 @@ def parse_cap(value: Any, where: str) -> Optional[float]:
 def effective_cap(experiment: Dict[str, Any], setting: Optional[float]) -> Optional[float]:
     """The cap that holds: the lower of the experiment's metadata and the fleet setting."""
     metadata = experiment.get("metadata") or {}
-    from_experiment = parse_cap(metadata.get(METADATA_KEY), f"experiment metadata {METADATA_KEY}")
+    from_experiment = parse_cap(metadata.get(MAX_COST_USD), f"experiment metadata {MAX_COST_USD}")
     caps = [cap for cap in (from_experiment, setting) if cap is not None]
     return min(caps) if caps else None
 
@@ -106,13 +105,13 @@ class CostCap:
             )
         except Exception as exc:
             raise CostUnknown(
-                f"{METADATA_KEY}={cap:g} is set but the spend cannot be estimated: "
+                f"{MAX_COST_USD}={cap:g} is set but the spend cannot be estimated: "
                 f"ec2:DescribeInstances failed: {type(exc).__name__}: {exc}"
             ) from None
         usd = spend.usd
         if usd is None:
             raise CostUnknown(
-                f"{METADATA_KEY}={cap:g} is set but the spend cannot be estimated: "
+                f"{MAX_COST_USD}={cap:g} is set but the spend cannot be estimated: "
                 + "; ".join(spend.unknown())[:400]
             )
         return CapCheck(cap_usd=cap, spend_usd=usd, instances=len(spend.instances))

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from worker_bootstrap.pricing import Price, PriceBook
+from worker_bootstrap.cost.pricing import Price, PriceBook
 
 TAG_KEY = "Experiment"
 MINIMUM_BILLED_S = 60.0

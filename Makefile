@@ -73,7 +73,9 @@ $(STAMPS)/twin-root.done: tests/twin/build-rootfs.sh requirements/twin-awscli.lo
 	fi
 	touch $@
 
-# Debian packages the tests use; installed only when missing.
+# Debian packages the tests use; installed only when missing. A failed download is retried once (a
+# transient mirror error once failed a fresh `make test`).
+APT_INSTALL = sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$@" >/dev/null' apt-install
 system-deps:
 	@missing=""; \
 	test -x /usr/lib/postgresql/15/bin/initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
@@ -82,7 +84,7 @@ system-deps:
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  $(APT_INSTALL) $$missing || { echo "retrying the Debian download once"; $(APT_INSTALL) $$missing; }; \
 	fi
 	@# The instance twin's tools: best effort, a machine without them skips the twin (twin-root).
 	@twin=""; \
@@ -91,7 +93,7 @@ system-deps:
 	command -v ip >/dev/null || twin="$$twin iproute2"; \
 	if [ -n "$$twin" ]; then \
 	  echo "installing:$$twin"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$twin >/dev/null) \
+	  $(APT_INSTALL) $$twin || $(APT_INSTALL) $$twin \
 	    || echo "could not install$$twin: the instance twin tests will skip"; \
 	fi
 

@@ -222,7 +222,7 @@ def preamble(args: argparse.Namespace, methods: Sequence[str], references: dict[
         f"finishing worker reports and asks again; at most {args.workers} open), budget "
         f"{args.budget} observations, seeds 0-{args.seeds - 1}; sequential TPE runs with 1 "
         "worker. All problems are minimized.",
-        "- optfleet: the server's engine (`suggestion_server.suggest.engine.OptunaSuggester`) "
+        "- optfleet: the server's engine (`suggestion_server.optimizer.suggester.StudySuggester`) "
         "driven in-process through the `Suggester` protocol over in-memory rows, as the "
         "server calls it. Baselines: Optuna 5 samplers on an in-memory study with ask/tell; "
         "open suggestions are RUNNING trials (TPE's constant liar, GPSampler's qLogEI over "

@@ -148,8 +148,8 @@ def baseline_suite(
 
 def engine_suite(sizes: list[int], open_count: int, open_base: int, samples: int) -> Timings:
     """The engine alone on in-memory rows (no HTTP, no database), including a cold build."""
-    from suggestion_server.suggest.api import ParameterSpec, SearchSpec
-    from suggestion_server.suggest.engine import OptunaSuggester
+    from suggestion_server.optimizer.api import ParameterSpec, SearchSpec
+    from suggestion_server.optimizer.suggester import StudySuggester
     from tests.suggest.rows import MemoryRows
 
     params = (
@@ -174,7 +174,7 @@ def engine_suite(sizes: list[int], open_count: int, open_base: int, samples: int
             rows.suggestions[sid] = random_assignments(rng)
         return rows
 
-    def timed_creates(rows: MemoryRows, engine: OptunaSuggester, count: int) -> list[float]:
+    def timed_creates(rows: MemoryRows, engine: StudySuggester, count: int) -> list[float]:
         times = []
         for _ in range(count):
             started = time.perf_counter()
@@ -183,7 +183,7 @@ def engine_suite(sizes: list[int], open_count: int, open_base: int, samples: int
             rows.observe(sid, {"loss": loss_of(dict(a))})
         return times
 
-    engine = OptunaSuggester(seed=1)
+    engine = StudySuggester(seed=1)
     for size in sizes:
         rows = rows_with(size, size, 0)
         timings.add(f"{size} observations (cold build)", timed_creates(rows, engine, 1))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.quality_methods import Optimizer
 from benchmarks.quality_problems import Problem
-from suggestion_server.suggest.api import AssignmentValue
+from suggestion_server.optimizer.api import AssignmentValue
 
 DURATION_RANGE = (0.5, 1.5)
 # Two numeric assignments closer than this count as the same point (the 1e-9 target).

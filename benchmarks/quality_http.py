@@ -14,7 +14,7 @@ from typing import Any
 from benchmarks._api import Api
 from benchmarks.quality_methods import METRIC
 from benchmarks.quality_problems import Problem
-from suggestion_server.suggest.api import AssignmentValue, ParameterSpec
+from suggestion_server.optimizer.api import AssignmentValue, ParameterSpec
 
 TOKEN = "bench-quality-token"  # noqa: S105 - a throwaway token for a loopback server
 _server_url: str | None = None

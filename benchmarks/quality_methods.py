@@ -25,8 +25,7 @@ from optuna.distributions import (
 )
 
 from benchmarks.quality_problems import Problem
-from suggestion_server.padding import padding_points, point_key
-from suggestion_server.suggest.api import (
+from suggestion_server.optimizer.api import (
     AssignmentValue,
     ObservationRow,
     OpenSuggestionRow,
@@ -34,6 +33,7 @@ from suggestion_server.suggest.api import (
     SearchSpec,
     Suggester,
 )
+from suggestion_server.optimizer.padding import padding_points, point_key
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 warnings.filterwarnings("ignore", module="optuna")
@@ -53,9 +53,9 @@ class Optimizer(Protocol):
 
 def optfleet_suggester(seed: int) -> Suggester:
     """The engine under test. The one place that constructs it: swap in a new engine here."""
-    from suggestion_server.suggest.engine import OptunaSuggester
+    from suggestion_server.optimizer.suggester import StudySuggester
 
-    return OptunaSuggester(seed=seed)
+    return StudySuggester(seed=seed)
 
 
 def search_spec(problem: Problem) -> SearchSpec:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from suggestion_server.suggest.api import AssignmentValue, ParameterSpec
+from suggestion_server.optimizer.api import AssignmentValue, ParameterSpec
 
 Assignments = Mapping[str, AssignmentValue]
 

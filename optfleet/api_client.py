@@ -1,6 +1,6 @@
 """A small SigOpt-v1 client for the operator CLI and the demo.
 
-It speaks only the core wire format (../shared/sigopt-v1-wire.md), so it works against any
+It speaks only the core SigOpt v1 wire format (docs/api.md), so it works against any
 SigOpt-compatible API, not just optfleet's server: ids as strings, pagination through the
 ``before`` marker, no reliance on server extensions. Reads are retried a bounded number of times on
 connection errors, 429 and 5xx; writes are not retried because they are not idempotent.

@@ -2,7 +2,7 @@
 
 Every problem is reported with the path of the field (``parameters[2].bounds.min``), the value
 found and what was expected, all at once, before anything is sent to the API. The rules are the
-wire reference's (../shared/sigopt-v1-wire.md §2.1 and §6). ``budget`` is accepted as a friendly
+SigOpt v1 API's for experiment creation (docs/api.md). ``budget`` is accepted as a friendly
 alias of ``observation_budget``.
 """
 

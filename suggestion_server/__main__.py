@@ -93,7 +93,7 @@ def serve(args: argparse.Namespace) -> int:
         create_app,
         prepare_database,
     )
-    from suggestion_server.http_protocol import PROTOCOL
+    from suggestion_server.http.protocol import PROTOCOL
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"

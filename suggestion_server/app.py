@@ -12,14 +12,9 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI
 from pydantic.json_schema import models_json_schema
 
-from suggestion_server.auth import TokenCache
-from suggestion_server.context import ServerContext
-from suggestion_server.db import DB_POOL_SIZE, Store, make_engine
-from suggestion_server.engine_process import EngineProcess, in_memory
-from suggestion_server.errors import install_error_handlers
-from suggestion_server.hot_writes import HotWrites
-from suggestion_server.migrate import upgrade_to_head
-from suggestion_server.routes import (
+from suggestion_server.http.auth import TokenCache
+from suggestion_server.http.hot_writes import HotWrites
+from suggestion_server.http.routes import (
     best_assignments,
     experiments,
     health,
@@ -27,11 +22,16 @@ from suggestion_server.routes import (
     queued_suggestions,
     suggestions,
 )
-from suggestion_server.routes.common import reject_nul_in_query
-from suggestion_server.schemas import REQUEST_MODELS
-from suggestion_server.suggest.api import Suggester
-from suggestion_server.tokens import register_token
-from suggestion_server.web.router import router as web_router
+from suggestion_server.http.routes.common import reject_nul_in_query
+from suggestion_server.http.web.router import router as web_router
+from suggestion_server.optimizer.api import Suggester
+from suggestion_server.pool.optimizer_process import OptimizerProcess, in_memory
+from suggestion_server.services.context import ServerContext
+from suggestion_server.storage.database import DB_POOL_SIZE, Store, make_engine
+from suggestion_server.storage.migrate import upgrade_to_head
+from suggestion_server.storage.tokens import register_token
+from suggestion_server.wire.errors import install_error_handlers
+from suggestion_server.wire.schemas import REQUEST_MODELS
 
 log = logging.getLogger("suggestion_server")
 
@@ -48,9 +48,9 @@ THREAD_POOL_SIZE = 64
 
 def default_suggester(seed: int | None = None) -> Suggester:
     """The engine (imported lazily: it pulls in Optuna); ``seed`` fixes its randomness."""
-    from suggestion_server.suggest.engine import OptunaSuggester
+    from suggestion_server.optimizer.suggester import StudySuggester
 
-    return OptunaSuggester(seed=seed)
+    return StudySuggester(seed=seed)
 
 
 def _install_openapi(app: FastAPI) -> None:
@@ -141,9 +141,9 @@ def create_app(
         if bootstrap_token:
             register_token(store, bootstrap_token, name="bootstrap")
     if engine_process and suggester is None and not in_memory(db_url):
-        child = EngineProcess(db_url, seed)
+        child = OptimizerProcess(db_url, seed)
         child.start()
-        context = ServerContext(store=store, engine_runs=child)
+        context = ServerContext(store=store, optimizer_runs=child)
     else:
         context = ServerContext.in_process(store, suggester or default_suggester(seed))
     if clock is not None:

@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Create the token (migrating the database first) and print it on stdout."""
     from suggestion_server.config import default_db_url
-    from suggestion_server.db import Store, make_engine
-    from suggestion_server.migrate import upgrade_to_head
-    from suggestion_server.tokens import create_token
+    from suggestion_server.storage.database import Store, make_engine
+    from suggestion_server.storage.migrate import upgrade_to_head
+    from suggestion_server.storage.tokens import create_token
 
     store = Store(make_engine(args.db or default_db_url()))
     try:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from suggestion_server.context import ServerContext
-from suggestion_server.experiment_space import optimized_metrics
-from suggestion_server.models import Observation
-from suggestion_server.paging import PageRequest
-from suggestion_server.render import best_assignments_json
+from suggestion_server.domain.experiment_space import optimized_metrics
+from suggestion_server.services.context import ServerContext
 from suggestion_server.services.experiments import (
     constraint_metrics_of,
     is_feasible,
     progress_for,
 )
-from suggestion_server.store import experiment_for_client, live_observations
+from suggestion_server.services.render import best_assignments_json
+from suggestion_server.storage.models import Observation
+from suggestion_server.storage.queries import experiment_for_client, live_observations
+from suggestion_server.wire.paging import PageRequest
 
 
 def _pareto_front(rows: list[Observation], metrics: list[dict[str, Any]]) -> list[Observation]:

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from suggestion_server.context import ServerContext
-from suggestion_server.models import Observation, Suggestion
-from suggestion_server.store import experiment_row_for_client
+from suggestion_server.services.context import ServerContext
+from suggestion_server.storage.models import Observation, Suggestion
+from suggestion_server.storage.queries import experiment_row_for_client
 
 # Below this many observations per parameter, TPE has little to model (Optuna's own default
 # start-up is 10 random trials before it models anything).

@@ -9,9 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from suggestion_server.context import ServerContext
-from suggestion_server.errors import bad_request
-from suggestion_server.experiment_space import (
+from suggestion_server.domain.experiment_space import (
     StoredParameter,
     _category_names,
     check_positive_int,
@@ -24,18 +22,20 @@ from suggestion_server.experiment_space import (
     validated_metrics,
     validated_parameters,
 )
-from suggestion_server.models import Experiment, Observation, Suggestion
-from suggestion_server.paging import PageRequest
-from suggestion_server.pool_store import drop_pool
-from suggestion_server.render import experiment_json, pagination_json
-from suggestion_server.schemas import ExperimentCreate, ExperimentUpdate, ParameterIn
-from suggestion_server.store import (
+from suggestion_server.pool.entries import drop_pool
+from suggestion_server.services.context import ServerContext
+from suggestion_server.services.render import experiment_json, pagination_json
+from suggestion_server.storage.models import Experiment, Observation, Suggestion
+from suggestion_server.storage.queries import (
     ProgressRows,
     dumps,
     experiment_for_client,
     live_observations,
     page_of,
 )
+from suggestion_server.wire.errors import bad_request
+from suggestion_server.wire.paging import PageRequest
+from suggestion_server.wire.schemas import ExperimentCreate, ExperimentUpdate, ParameterIn
 
 
 def single_objective(experiment: Experiment) -> str | None:

@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, text
 from sqlalchemy.orm import Session
 
-from suggestion_server.context import ServerContext
-from suggestion_server.errors import bad_request
-from suggestion_server.models import Suggestion
-from suggestion_server.paging import PageRequest
-from suggestion_server.render import pagination_json, suggestion_json
-from suggestion_server.store import experiment_row_for_client, page_of
+from suggestion_server.services.context import ServerContext
+from suggestion_server.services.render import pagination_json, suggestion_json
+from suggestion_server.storage.models import Suggestion
+from suggestion_server.storage.queries import experiment_row_for_client, page_of
+from suggestion_server.wire.errors import bad_request
+from suggestion_server.wire.paging import PageRequest
 
 PARAMETER = "lease_expired_by"
 HEADER = "X-Optfleet-Lease-Filter"

@@ -9,20 +9,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
-from suggestion_server.context import ServerContext
-from suggestion_server.errors import ApiError, bad_request, not_found
-from suggestion_server.experiment_space import optimized_metrics, validated_assignments
-from suggestion_server.jsonbody import short_json
-from suggestion_server.models import Experiment, Observation, Suggestion
-from suggestion_server.paging import PageRequest
-from suggestion_server.render import observation_json, pagination_json
-from suggestion_server.schemas import (
-    ObservationBatchCreate,
-    ObservationCreate,
-    ObservationUpdate,
-    ValueIn,
-)
-from suggestion_server.store import (
+from suggestion_server.domain.experiment_space import optimized_metrics, validated_assignments
+from suggestion_server.services.context import ServerContext
+from suggestion_server.services.render import observation_json, pagination_json
+from suggestion_server.storage.models import Experiment, Observation, Suggestion
+from suggestion_server.storage.queries import (
     bump_version,
     close_suggestion,
     dumps,
@@ -34,6 +25,15 @@ from suggestion_server.store import (
     page_of,
     suggestion_and_its_observation,
     suggestion_in,
+)
+from suggestion_server.wire.errors import ApiError, bad_request, not_found
+from suggestion_server.wire.jsonbody import short_json
+from suggestion_server.wire.paging import PageRequest
+from suggestion_server.wire.schemas import (
+    ObservationBatchCreate,
+    ObservationCreate,
+    ObservationUpdate,
+    ValueIn,
 )
 
 log = logging.getLogger("suggestion_server.observations")

@@ -10,14 +10,14 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from suggestion_server.context import ServerContext
-from suggestion_server.errors import ApiError, bad_request, not_found
-from suggestion_server.experiment_space import validated_assignments
-from suggestion_server.models import QueuedSuggestion
-from suggestion_server.paging import PageRequest
-from suggestion_server.render import pagination_json, queued_suggestion_json
-from suggestion_server.schemas import MAX_ID, QueuedSuggestionCreate
-from suggestion_server.store import dumps, experiment_row_for_client, page_of
+from suggestion_server.domain.experiment_space import validated_assignments
+from suggestion_server.services.context import ServerContext
+from suggestion_server.services.render import pagination_json, queued_suggestion_json
+from suggestion_server.storage.models import QueuedSuggestion
+from suggestion_server.storage.queries import dumps, experiment_row_for_client, page_of
+from suggestion_server.wire.errors import ApiError, bad_request, not_found
+from suggestion_server.wire.paging import PageRequest
+from suggestion_server.wire.schemas import MAX_ID, QueuedSuggestionCreate
 
 log = logging.getLogger("suggestion_server.queued_suggestions")
 

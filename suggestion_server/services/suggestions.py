@@ -9,15 +9,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
-from suggestion_server.context import ServerContext
-from suggestion_server.errors import bad_request
-from suggestion_server.experiment_space import validated_assignments
-from suggestion_server.models import Suggestion
-from suggestion_server.paging import PageRequest
-from suggestion_server.render import pagination_json, suggestion_json
-from suggestion_server.schemas import SuggestionCreate, SuggestionUpdate
+from suggestion_server.domain.experiment_space import validated_assignments
+from suggestion_server.services.context import ServerContext
 from suggestion_server.services.queued_suggestions import take_queued_assignments
-from suggestion_server.store import (
+from suggestion_server.services.render import pagination_json, suggestion_json
+from suggestion_server.storage.models import Suggestion
+from suggestion_server.storage.queries import (
     client_suggestion,
     delete_suggestion_row,
     dumps,
@@ -26,6 +23,9 @@ from suggestion_server.store import (
     page_of,
     set_client_suggestion_metadata,
 )
+from suggestion_server.wire.errors import bad_request
+from suggestion_server.wire.paging import PageRequest
+from suggestion_server.wire.schemas import SuggestionCreate, SuggestionUpdate
 
 log = logging.getLogger("suggestion_server.suggestions")
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from suggestion_server.config import normalize_db_url
-from suggestion_server.models import Suggestion
+from suggestion_server.storage.models import Suggestion
 from tests.reliability.conftest import TOKEN, LogAudit
 from tests.reliability.load_sim import (
     LoadConfig,

@@ -1,8 +1,8 @@
 """PostgreSQL restarts under load: the server recovers by itself, nothing acknowledged is lost.
 
 The server is not restarted: its pooled connections die with the database, and it must notice
-(idle pings and pool invalidation in suggestion_server/db.py) instead of failing every request
-that draws one.
+(idle pings and pool invalidation in suggestion_server/storage/database.py) instead of failing
+every request that draws one.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from suggestion_server.errors import database_error_response
+from suggestion_server.wire.errors import database_error_response
 
 
 def _status(exc: Exception) -> int:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from suggestion_server.db import Store, make_engine
-from suggestion_server.engine_runs import EngineRunner
-from suggestion_server.padding import point_key
-from suggestion_server.pool_store import BATCH_RANK, ENGINE_RANK, PADDING_RANK
-from suggestion_server.suggest.engine import OptunaSuggester
+from suggestion_server.optimizer.padding import point_key
+from suggestion_server.optimizer.suggester import StudySuggester
+from suggestion_server.pool.entries import BATCH_RANK, ENGINE_RANK, PADDING_RANK
+from suggestion_server.pool.optimizer_runs import OptimizerRunner
+from suggestion_server.storage.database import Store, make_engine
 from tests.server.conftest import Api
 from tests.support.server import RunningServer
 
@@ -43,7 +43,7 @@ def test_a_saturated_run_fills_with_batch_picks(server: RunningServer, api: Api)
     }
     store = Store(make_engine(server.db_url))
     try:
-        runner = EngineRunner(store, OptunaSuggester(seed=2))
+        runner = OptimizerRunner(store, StudySuggester(seed=2))
         # The first run times the engine; with that known, 100 waiting requests saturate it.
         runner.compute(int(eid), waiting=100, cycle_s=0.5, requested=False)
         run = runner.compute(int(eid), waiting=100, cycle_s=0.5, requested=False)

@@ -1,4 +1,4 @@
-"""The engine process (suggestion_server/engine_process.py): a served server computes its
+"""The engine process (suggestion_server/pool/optimizer_process.py): a served server computes its
 engine runs in one child process, replaces a child that dies, and takes it down with it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from suggestion_server.engine_process import in_memory
+from suggestion_server.pool.optimizer_process import in_memory
 from tests.support.server import RunningServer
 
 DOUBLE_SPEC = {

@@ -1,4 +1,4 @@
-"""The hot-write layer (suggestion_server/hot_writes.py) answers exactly like the FastAPI routes.
+"""The hot-write layer (suggestion_server/http/hot_writes.py) answers like the FastAPI routes.
 
 Two servers on loopback over two fresh SQLite files with the same frozen clock, one with the
 layer and one without, get the same sequence of requests: valid writes, retries, conflicts and
@@ -18,8 +18,8 @@ import requests
 import uvicorn
 
 from suggestion_server.app import create_app
-from suggestion_server.hot_writes import HotWrites
-from suggestion_server.tokens import register_token
+from suggestion_server.http.hot_writes import HotWrites
+from suggestion_server.storage.tokens import register_token
 from tests.server.conftest import INT_GRID_SPEC
 from tests.support.ports import free_port, wait_until
 

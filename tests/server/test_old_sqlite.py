@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from suggestion_server.app import create_app
-from suggestion_server.errors import ApiError
-from suggestion_server.schemas import ExperimentCreate, SuggestionCreate, SuggestionUpdate
 from suggestion_server.services import experiments, suggestions
-from suggestion_server.tokens import register_token
+from suggestion_server.storage.tokens import register_token
+from suggestion_server.wire.errors import ApiError
+from suggestion_server.wire.schemas import ExperimentCreate, SuggestionCreate, SuggestionUpdate
 from tests.server.conftest import INT_GRID_SPEC
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import random
 
-from suggestion_server.padding import padding_points, point_key
-from suggestion_server.suggest.api import ParameterSpec, SearchSpec
+from suggestion_server.optimizer.api import ParameterSpec, SearchSpec
+from suggestion_server.optimizer.padding import padding_points, point_key
 
 SMALL = SearchSpec(
     experiment_id=1,

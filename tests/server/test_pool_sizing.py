@@ -1,10 +1,10 @@
-"""The pool's sizing rules (suggestion_server/pool_sizing.py)."""
+"""The pool's sizing rules (suggestion_server/pool/sizing.py)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from suggestion_server.pool_sizing import POOL_MIN_FLEET, Demand, Plan, plan_run
+from suggestion_server.pool.sizing import POOL_MIN_FLEET, Demand, Plan, plan_run
 
 BUSY = Demand(
     rate=100.0,

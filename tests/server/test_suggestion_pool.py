@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, insert, select
 
 from suggestion_server.config import normalize_db_url
-from suggestion_server.models import PooledSuggestion
+from suggestion_server.storage.models import PooledSuggestion
 from tests.server.conftest import INT_GRID_SPEC, Api
 from tests.support.server import RunningServer
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import requests
 
-from suggestion_server.db import Store, make_engine
-from suggestion_server.paging import encode_marker
-from suggestion_server.tokens import create_token
+from suggestion_server.storage.database import Store, make_engine
+from suggestion_server.storage.tokens import create_token
+from suggestion_server.wire.paging import encode_marker
 from tests.server.conftest import MIXED_SPEC, Api
 from tests.support.server import RunningServer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from suggestion_server.suggest.api import (
+from suggestion_server.optimizer.api import (
     AssignmentValue,
     ObservationRow,
     OpenSuggestionRow,

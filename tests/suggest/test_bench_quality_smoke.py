@@ -10,7 +10,7 @@ from benchmarks import bench_quality
 from benchmarks.quality_fleet import FleetRun, run_fleet, same_point
 from benchmarks.quality_methods import METHODS
 from benchmarks.quality_problems import PROBLEMS, Problem
-from suggestion_server.suggest.api import AssignmentValue
+from suggestion_server.optimizer.api import AssignmentValue
 
 BUDGET = 12
 WORKERS = 8

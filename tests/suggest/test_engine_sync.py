@@ -7,14 +7,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from suggestion_server.suggest.api import (
+from suggestion_server.optimizer.api import (
     ObservationRow,
     OpenSuggestionRow,
     ParameterSpec,
     SearchSpec,
 )
-from suggestion_server.suggest.engine import OptunaSuggester
-from suggestion_server.suggest.experiment_study import REREAD_WINDOW
+from suggestion_server.optimizer.experiment_study import REREAD_WINDOW
+from suggestion_server.optimizer.suggester import StudySuggester
 from tests.suggest.rows import MemoryRows
 
 CONTINUOUS = (
@@ -36,7 +36,7 @@ def grid_spec(experiment_id: int = 1) -> SearchSpec:
     return SearchSpec(experiment_id, "grid", params, ("y",), ("maximize",))
 
 
-def run_evaluations(rows: MemoryRows, engine: OptunaSuggester, n: int) -> None:
+def run_evaluations(rows: MemoryRows, engine: StudySuggester, n: int) -> None:
     for _ in range(n):
         sid, assignments = rows.create_suggestion(engine)
         rows.observe(sid, {name: float(assignments["x"]) for name in rows.spec.metric_names})
@@ -44,7 +44,7 @@ def run_evaluations(rows: MemoryRows, engine: OptunaSuggester, n: int) -> None:
 
 def test_observations_are_read_incrementally_and_complete_their_running_trials() -> None:
     rows = MemoryRows(offline_spec())
-    engine = OptunaSuggester(seed=3)
+    engine = StudySuggester(seed=3)
     run_evaluations(rows, engine, REREAD_WINDOW + 72)
     rows.create_suggestion(engine)
 
@@ -58,7 +58,7 @@ def test_observations_are_read_incrementally_and_complete_their_running_trials()
 
 def test_an_observation_committed_late_with_a_smaller_id_is_still_seen() -> None:
     rows = MemoryRows(offline_spec())
-    engine = OptunaSuggester(seed=4)
+    engine = StudySuggester(seed=4)
     run_evaluations(rows, engine, 150)
     late_sid, late_assignments = rows.create_suggestion(engine)
     # The late observation takes its id now but commits only after 30 later ones were read.
@@ -77,7 +77,7 @@ def test_an_observation_committed_late_with_a_smaller_id_is_still_seen() -> None
 
 def test_a_new_version_rebuilds_the_study_from_the_rows() -> None:
     rows = MemoryRows(offline_spec())
-    engine = OptunaSuggester(seed=5)
+    engine = StudySuggester(seed=5)
     run_evaluations(rows, engine, 15)
     first_oid = min(rows.observations)
     rows.delete_observation(first_oid)
@@ -88,7 +88,7 @@ def test_a_new_version_rebuilds_the_study_from_the_rows() -> None:
 
 def test_an_edited_spec_rebuilds_even_without_a_version_bump() -> None:
     rows = MemoryRows(offline_spec())
-    engine = OptunaSuggester(seed=6)
+    engine = StudySuggester(seed=6)
     run_evaluations(rows, engine, 12)
     narrowed = (ParameterSpec("x", "double", 0.0, 0.5), *CONTINUOUS[1:])
     rows.spec = SearchSpec(1, "offline", narrowed, ("loss",), ("minimize",))
@@ -101,7 +101,7 @@ def test_an_edited_spec_rebuilds_even_without_a_version_bump() -> None:
 
 def test_open_suggestions_become_running_trials_and_vanished_ones_are_discarded() -> None:
     rows = MemoryRows(grid_spec())
-    engine = OptunaSuggester()
+    engine = StudySuggester()
     first, _ = rows.create_suggestion(engine)
     second, _ = rows.create_suggestion(engine)
     assert engine.cached_trial_states(1) == {"RUNNING": 2}
@@ -118,10 +118,10 @@ def test_open_suggestions_become_running_trials_and_vanished_ones_are_discarded(
 
 def test_a_fresh_engine_sees_open_suggestions_made_by_another_process() -> None:
     rows = MemoryRows(grid_spec())
-    other = OptunaSuggester()
+    other = StudySuggester()
     for _ in range(2):
         rows.create_suggestion(other)
-    fresh = OptunaSuggester()
+    fresh = StudySuggester()
     _, third = rows.create_suggestion(fresh)
     # Built from the rows, it sees the two open points and takes the next one.
     assert third == {"a": 2, "b": "u"}
@@ -130,7 +130,7 @@ def test_a_fresh_engine_sees_open_suggestions_made_by_another_process() -> None:
 
 def test_forget_drops_the_cached_study() -> None:
     rows = MemoryRows(offline_spec())
-    engine = OptunaSuggester(seed=1)
+    engine = StudySuggester(seed=1)
     run_evaluations(rows, engine, 3)
     assert engine.cached_trial_states(1) is not None
     engine.forget(1)
@@ -151,7 +151,7 @@ class _BrokenRows(MemoryRows):
 
 def test_an_error_while_reading_rows_drops_the_half_updated_study() -> None:
     rows = _BrokenRows(grid_spec())
-    engine = OptunaSuggester()
+    engine = StudySuggester()
     rows.create_suggestion(engine)
     rows.fail_next = True
     with pytest.raises(ConnectionError):
@@ -163,7 +163,7 @@ def test_an_error_while_reading_rows_drops_the_half_updated_study() -> None:
 
 def test_manual_observations_without_a_suggestion_are_added() -> None:
     rows = MemoryRows(grid_spec())
-    engine = OptunaSuggester()
+    engine = StudySuggester()
     rows.observe(None, {"y": 1.0}, assignments={"a": 1, "b": "u"})
     rows.observe(None, {"y": 1.0}, assignments={"a": 99, "b": "u"})  # out of range: a dropped
     rows.observe(None, None, failed=True, assignments={"a": 1, "b": "v"})
@@ -174,7 +174,7 @@ def test_manual_observations_without_a_suggestion_are_added() -> None:
 
 def test_unusable_observation_values_are_skipped_without_crashing() -> None:
     rows = MemoryRows(offline_spec())
-    engine = OptunaSuggester(seed=2)
+    engine = StudySuggester(seed=2)
     sid, _ = rows.create_suggestion(engine)
     rows.observe(sid, {"other_metric": 1.0})  # no value for the optimized metric
     rows.observe(None, {"loss": 1.0}, assignments={"x": "not a number", "unknown": 3})
@@ -184,7 +184,7 @@ def test_unusable_observation_values_are_skipped_without_crashing() -> None:
 
 
 def test_concurrent_experiments_on_threads_keep_their_own_studies() -> None:
-    engine = OptunaSuggester(seed=7, max_cached_experiments=4)
+    engine = StudySuggester(seed=7, max_cached_experiments=4)
     errors: list[BaseException] = []
     stores = [MemoryRows(offline_spec(experiment_id)) for experiment_id in range(1, 7)]
 

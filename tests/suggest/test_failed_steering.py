@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from suggestion_server.suggest.api import AssignmentValue, ParameterSpec, SearchSpec
-from suggestion_server.suggest.engine import OptunaSuggester
+from suggestion_server.optimizer.api import AssignmentValue, ParameterSpec, SearchSpec
+from suggestion_server.optimizer.suggester import StudySuggester
 from tests.suggest.rows import MemoryRows
 
 SEEDS = (0, 1, 2)
@@ -32,7 +32,7 @@ def failing_fraction(
     params = tuple(ParameterSpec(f"x{i}", "double", 0.0, 1.0) for i in range(dims))
     spec = SearchSpec(1, "offline", params, ("y",), (direction,))  # type: ignore[arg-type]
     rows = MemoryRows(spec)
-    engine = OptunaSuggester(seed=seed)
+    engine = StudySuggester(seed=seed)
     failed = []
     for _ in range(evaluations):
         sid, assignments = rows.create_suggestion(engine)
@@ -96,7 +96,7 @@ def test_failures_count_towards_the_startup_trials() -> None:
 def test_a_failed_observation_completes_its_suggestions_trial_instead_of_failing_it() -> None:
     spec = SearchSpec(1, "offline", (ParameterSpec("x0", "double", 0, 1),), ("y",), ("maximize",))
     rows = MemoryRows(spec)
-    engine = OptunaSuggester(seed=1)
+    engine = StudySuggester(seed=1)
     sid, _ = rows.create_suggestion(engine)
     rows.observe(sid, None, failed=True)
     sid, _ = rows.create_suggestion(engine)

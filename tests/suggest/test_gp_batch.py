@@ -1,4 +1,4 @@
-"""The engine's batch picks (suggestion_server/suggest/gp_batch.py): many proposals from one
+"""The engine's batch picks (suggestion_server/optimizer/gp/batch.py): many proposals from one
 model for a saturated fleet, each believed before the next is picked."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from suggestion_server.padding import padding_points, point_key
-from suggestion_server.suggest.api import LinearConstraint, ParameterSpec, SearchSpec
-from suggestion_server.suggest.engine import OptunaSuggester
-from suggestion_server.suggest.gp_batch import believer_picks
-from suggestion_server.suggest.gp_model import GaussianProcess, prior_mode
-from suggestion_server.suggest.linear_constraints import satisfies
+from suggestion_server.optimizer.api import LinearConstraint, ParameterSpec, SearchSpec
+from suggestion_server.optimizer.gp.batch import believer_picks
+from suggestion_server.optimizer.gp.model import GaussianProcess, prior_mode
+from suggestion_server.optimizer.linear_constraints import satisfies
+from suggestion_server.optimizer.padding import padding_points, point_key
+from suggestion_server.optimizer.suggester import StudySuggester
 from tests.suggest.rows import MemoryRows
 
 XY = (
@@ -41,7 +41,7 @@ def _spec(parameters: tuple[ParameterSpec, ...] = XY, **changes: object) -> Sear
     return SearchSpec(**fields)  # type: ignore[arg-type]
 
 
-def _observed(spec: SearchSpec, engine: OptunaSuggester, count: int) -> MemoryRows:
+def _observed(spec: SearchSpec, engine: StudySuggester, count: int) -> MemoryRows:
     rows = MemoryRows(spec)
     for _ in range(count):
         sid, assignments = rows.create_suggestion(engine)
@@ -67,7 +67,7 @@ def test_batch_picks_are_distinct_avoid_open_points_and_keep_linear_constraints(
         ParameterSpec("y", "int", low=0, high=15),
     )
     spec = _spec(grid, linear_constraints=(constraint,))
-    engine = OptunaSuggester(seed=3)
+    engine = StudySuggester(seed=3)
     rows = _observed(spec, engine, 20)
     open_points = {point_key(rows.create_suggestion(engine)[1]) for _ in range(8)}
     keys = list(range(1000, 1200))
@@ -82,7 +82,7 @@ def test_batch_picks_are_distinct_avoid_open_points_and_keep_linear_constraints(
 
 def test_batch_picks_are_recorded_as_open_for_the_next_proposal() -> None:
     spec = _spec()
-    engine = OptunaSuggester(seed=4)
+    engine = StudySuggester(seed=4)
     rows = _observed(spec, engine, 15)
     keys = [-1, -2, -3, -4]
     batch = engine.propose_batch(spec, rows.version, rows, keys)
@@ -99,7 +99,7 @@ def test_batch_picks_are_better_than_random_padding() -> None:
     better than that of 30 random padding points (the engine's fallback). The batch explores
     too, so its mean is pulled up by a few picks far from the optima."""
     spec = _spec()
-    engine = OptunaSuggester(seed=6)
+    engine = StudySuggester(seed=6)
     rows = _observed(spec, engine, 20)
     batch = engine.propose_batch(spec, rows.version, rows, list(range(-30, 0)))
     padding = padding_points(spec, set(), 30, random.Random(6))
@@ -114,7 +114,7 @@ def test_tpe_experiments_do_not_batch() -> None:
         for i in range(4)
     )
     spec = _spec(cats)
-    engine = OptunaSuggester(seed=7)
+    engine = StudySuggester(seed=7)
     rows = MemoryRows(spec)
     for _ in range(12):
         sid, _ = rows.create_suggestion(engine)

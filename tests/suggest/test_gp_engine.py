@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import math
 
-from suggestion_server.suggest.api import (
+from suggestion_server.optimizer.api import (
     ConstraintMetric,
     LinearConstraint,
     ParameterSpec,
     SearchSpec,
 )
-from suggestion_server.suggest.engine import OptunaSuggester
-from suggestion_server.suggest.fleet_sampler import FleetSampler
-from suggestion_server.suggest.gp_proposer import GaussianProcessProposer
-from suggestion_server.suggest.linear_constraints import satisfies
-from suggestion_server.suggest.samplers import CachedReprTPESampler, engine_for, sampler_for
+from suggestion_server.optimizer.fleet_sampler import FleetSampler
+from suggestion_server.optimizer.gp.proposer import GaussianProcessProposer
+from suggestion_server.optimizer.linear_constraints import satisfies
+from suggestion_server.optimizer.samplers import CachedReprTPESampler, engine_for, sampler_for
+from suggestion_server.optimizer.suggester import StudySuggester
 from tests.suggest.rows import MemoryRows
 
 XY = (
@@ -42,7 +42,7 @@ def _branin(a: dict[str, object]) -> float:
 
 
 def _fleet_run(
-    engine: OptunaSuggester, rows: MemoryRows, budget: int, workers: int = 4
+    engine: StudySuggester, rows: MemoryRows, budget: int, workers: int = 4
 ) -> list[dict[str, object]]:
     """``workers`` suggestions open at a time; the oldest is observed, then one more asked."""
     proposals: list[dict[str, object]] = []
@@ -72,15 +72,15 @@ def test_engine_choice_follows_the_space() -> None:
 
 
 def test_the_same_seed_replays_the_same_suggestions() -> None:
-    runs = [_fleet_run(OptunaSuggester(seed=7), MemoryRows(_spec()), budget=16) for _ in range(2)]
+    runs = [_fleet_run(StudySuggester(seed=7), MemoryRows(_spec()), budget=16) for _ in range(2)]
     assert runs[0] == runs[1]
-    other = _fleet_run(OptunaSuggester(seed=8), MemoryRows(_spec()), budget=16)
+    other = _fleet_run(StudySuggester(seed=8), MemoryRows(_spec()), budget=16)
     assert other != runs[0]
 
 
 def test_open_suggestions_count_towards_the_start_up_design() -> None:
     """Ten start-up points in all, whether they were observed yet or are still open."""
-    engine = OptunaSuggester(seed=3)
+    engine = StudySuggester(seed=3)
     rows = MemoryRows(_spec())
     for _ in range(9):  # nine open, none observed
         rows.create_suggestion(engine)
@@ -98,7 +98,7 @@ def test_open_suggestions_count_towards_the_start_up_design() -> None:
 def test_the_gp_beats_random_search_on_branin() -> None:
     """A sanity bound, far from the benchmark's numbers: best of 30 below 1.0 (optimum 0.398)."""
     rows = MemoryRows(_spec())
-    _fleet_run(OptunaSuggester(seed=11), rows, budget=30)
+    _fleet_run(StudySuggester(seed=11), rows, budget=30)
     best = min(row.values["loss"] for row in rows.observations.values() if row.values)
     assert best < 1.0
 
@@ -106,14 +106,14 @@ def test_the_gp_beats_random_search_on_branin() -> None:
 def test_linear_constraints_are_never_violated() -> None:
     constraint = LinearConstraint("less_than", 5.0, (("x", 1.0), ("y", 1.0)))
     spec = _spec(linear_constraints=(constraint,))
-    proposals = _fleet_run(OptunaSuggester(seed=5), MemoryRows(spec), budget=24)
+    proposals = _fleet_run(StudySuggester(seed=5), MemoryRows(spec), budget=24)
     assert all(satisfies(p, (constraint,)) for p in proposals)  # type: ignore[arg-type]
 
 
 def test_a_constraint_metric_steers_suggestions_to_the_feasible_side() -> None:
     """Feasible only where x <= 0: after start-up most suggestions land there."""
     spec = _spec(constraint_metrics=(ConstraintMetric("margin", "maximize", 0.0),))
-    engine = OptunaSuggester(seed=9)
+    engine = StudySuggester(seed=9)
     rows = MemoryRows(spec)
     proposals = []
     for _ in range(30):
@@ -129,5 +129,5 @@ def test_a_thin_feasible_region_still_gets_feasible_suggestions() -> None:
     """x + y >= 24 leaves 0.2 % of the box: most random candidates miss it."""
     constraint = LinearConstraint("greater_than", 24.0, (("x", 1.0), ("y", 1.0)))
     spec = _spec(linear_constraints=(constraint,))
-    proposals = _fleet_run(OptunaSuggester(seed=2), MemoryRows(spec), budget=16)
+    proposals = _fleet_run(StudySuggester(seed=2), MemoryRows(spec), budget=16)
     assert all(satisfies(p, (constraint,)) for p in proposals)  # type: ignore[arg-type]

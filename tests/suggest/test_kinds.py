@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from suggestion_server.suggest.api import ParameterSpec, SearchSpec
-from suggestion_server.suggest.engine import OptunaSuggester
+from suggestion_server.optimizer.api import ParameterSpec, SearchSpec
+from suggestion_server.optimizer.suggester import StudySuggester
 from tests.suggest.rows import MemoryRows
 
 MIXED = (
@@ -41,7 +41,7 @@ def assert_within(assignments: Mapping[str, object], params: tuple[ParameterSpec
 def test_sampled_types_stay_within_every_parameter_kind(kind: str) -> None:
     spec = SearchSpec(1, kind, MIXED, ("acc",), ("maximize",))  # type: ignore[arg-type]
     rows = MemoryRows(spec)
-    engine = OptunaSuggester(seed=11)
+    engine = StudySuggester(seed=11)
     for _ in range(30):
         sid, assignments = rows.create_suggestion(engine)
         assert_within(assignments, MIXED)
@@ -52,7 +52,7 @@ def test_offline_optimizes_toward_the_better_region() -> None:
     params = (ParameterSpec("x", "double", 0.0, 10.0),)
     spec = SearchSpec(1, "offline", params, ("loss",), ("minimize",))
     rows = MemoryRows(spec)
-    engine = OptunaSuggester(seed=2)
+    engine = StudySuggester(seed=2)
     xs = []
     for _ in range(60):
         sid, assignments = rows.create_suggestion(engine)
@@ -67,7 +67,7 @@ def test_two_objectives_are_modelled_in_their_directions() -> None:
     params = (ParameterSpec("x", "double", 0.0, 1.0), ParameterSpec("y", "double", 0.0, 1.0))
     spec = SearchSpec(1, "offline", params, ("accuracy", "latency"), ("maximize", "minimize"))
     rows = MemoryRows(spec)
-    engine = OptunaSuggester(seed=8)
+    engine = StudySuggester(seed=8)
     xs = []
     for _ in range(60):
         sid, assignments = rows.create_suggestion(engine)
@@ -86,7 +86,7 @@ def test_grid_visits_every_point_once_then_starts_another_pass() -> None:
     )
     spec = SearchSpec(1, "grid", params, ("acc",), ("maximize",))
     rows = MemoryRows(spec)
-    engine = OptunaSuggester()
+    engine = StudySuggester()
     seen = []
     for i in range(8):
         sid, assignments = rows.create_suggestion(engine)
@@ -108,7 +108,7 @@ def test_grid_int_parameters_use_their_range_or_explicit_values() -> None:
     params = (ParameterSpec("n", "int", 1, 3), ParameterSpec("k", "int", 0, 100, grid=(10, 50)))
     spec = SearchSpec(1, "grid", params, ("acc",), ("maximize",))
     rows = MemoryRows(spec)
-    engine = OptunaSuggester()
+    engine = StudySuggester()
     points = {tuple(rows.create_suggestion(engine)[1].values()) for _ in range(6)}
     assert points == {(n, k) for n in (1, 2, 3) for k in (10, 50)}
 
@@ -117,7 +117,7 @@ def test_observations_outside_narrowed_bounds_do_not_crash() -> None:
     params = (ParameterSpec("x", "double", 0.0, 10.0), ParameterSpec("n", "int", 0, 10))
     spec = SearchSpec(1, "offline", params, ("loss",), ("minimize",))
     rows = MemoryRows(spec)
-    engine = OptunaSuggester(seed=9)
+    engine = StudySuggester(seed=9)
     for _ in range(15):
         sid, assignments = rows.create_suggestion(engine)
         rows.observe(sid, {"loss": float(assignments["x"])})
@@ -221,7 +221,7 @@ def test_observations_outside_narrowed_bounds_do_not_crash() -> None:
     ],
 )
 def test_bad_specs_are_rejected_naming_the_field(spec: SearchSpec, message: str) -> None:
-    engine = OptunaSuggester()
+    engine = StudySuggester()
     with pytest.raises(ValueError, match=None) as raised:
         MemoryRows(spec).create_suggestion(engine)
     assert message in str(raised.value)
@@ -229,7 +229,7 @@ def test_bad_specs_are_rejected_naming_the_field(spec: SearchSpec, message: str)
 
 
 def test_check_spec_raises_what_propose_would() -> None:
-    from suggestion_server.suggest.engine import check_spec
+    from suggestion_server.optimizer.suggester import check_spec
 
     huge = SearchSpec(
         1,

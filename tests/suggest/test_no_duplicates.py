@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from suggestion_server.suggest.api import ParameterSpec, SearchSpec
-from suggestion_server.suggest.engine import OptunaSuggester
+from suggestion_server.optimizer.api import ParameterSpec, SearchSpec
+from suggestion_server.optimizer.suggester import StudySuggester
 from tests.suggest.rows import MemoryRows
 
 GRID_10X10 = (ParameterSpec("a", "int", 1, 10), ParameterSpec("b", "int", 1, 10))
@@ -25,7 +25,7 @@ def test_forty_open_suggestions_on_a_10x10_grid_are_distinct(
 ) -> None:
     spec = SearchSpec(1, kind, GRID_10X10, ("y",), ("maximize",))  # type: ignore[arg-type]
     rows = MemoryRows(spec)
-    engine = OptunaSuggester(seed=21)
+    engine = StudySuggester(seed=21)
     for _ in range(completed_first):
         sid, a = rows.create_suggestion(engine)
         rows.observe(sid, {"y": -abs(int(a["a"]) - 5) - abs(int(a["b"]) - 5)})
@@ -37,7 +37,7 @@ def test_the_model_alone_avoids_open_points_once_it_models() -> None:
     # After start-up the model itself should rarely collide: few proposals need asking again.
     spec = SearchSpec(1, "offline", GRID_10X10, ("y",), ("maximize",))
     rows = MemoryRows(spec)
-    engine = OptunaSuggester(seed=5)
+    engine = StudySuggester(seed=5)
     for _ in range(20):
         sid, a = rows.create_suggestion(engine)
         rows.observe(sid, {"y": -abs(int(a["a"]) - 5) - abs(int(a["b"]) - 5)})
@@ -58,7 +58,7 @@ def test_every_point_of_a_tiny_space_is_handed_out_before_any_repeats() -> None:
         ("maximize",),
     )
     rows = MemoryRows(spec)
-    engine = OptunaSuggester(seed=3)
+    engine = StudySuggester(seed=3)
     points = [tuple(rows.create_suggestion(engine)[1].values()) for _ in range(7)]
     assert len(set(points[:6])) == 6  # all six points open at once
     assert points[6] in set(points[:6])  # the seventh cannot avoid a duplicate, and still works
@@ -67,7 +67,7 @@ def test_every_point_of_a_tiny_space_is_handed_out_before_any_repeats() -> None:
 def test_free_point_draws_uniformly_among_free_points_only() -> None:
     import random
 
-    from suggestion_server.suggest.grid import free_point
+    from suggestion_server.optimizer.grid import free_point
 
     spec = SearchSpec(
         1,

@@ -14,7 +14,7 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState, create_trial
 
-from suggestion_server.suggest.samplers import CachedReprTPESampler
+from suggestion_server.optimizer.samplers import CachedReprTPESampler
 
 SPACE: dict[str, BaseDistribution] = {
     "lr": FloatDistribution(1e-5, 1.0, log=True),

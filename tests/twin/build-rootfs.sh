@@ -26,8 +26,12 @@ packages=(
   python3-cffi-backend
 )
 
-rm -rf "$work"
-debootstrap --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" bookworm "$work" "$mirror"
+# A transient mirror error once failed a fresh `make test`: one more try from a clean folder.
+bootstrap() {
+  rm -rf "$work"
+  debootstrap --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" bookworm "$work" "$mirror"
+}
+bootstrap || { echo "debootstrap failed; retrying once" >&2; bootstrap; }
 
 # The AWS CLI in its own venv (as AL2023's /usr/bin/aws, outside the agent's venv).
 wheels="$work/tmp/awscli-wheels"

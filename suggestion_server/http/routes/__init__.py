@@ -1,0 +1,1 @@
+"""One router per SigOpt v1 resource."""

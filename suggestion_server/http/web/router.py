@@ -1,0 +1,311 @@
+"""Routes of the experiment web page (read-only).
+
+``/`` lists the signed-in client's experiments, ``/experiments/{id}`` is the page (its tables and
+plots are rendered in the browser from ``/experiments/{id}/data.json``). A request is
+authenticated by the API's HTTP Basic header (for scripts) or by the session cookie set by
+``POST /signin``; the token itself never appears in a URL or a cookie.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from suggestion_server.http.auth import authenticated_client
+from suggestion_server.http.web import sessions
+from suggestion_server.http.web.queries import experiment_rows_json, token_by_id, token_row
+from suggestion_server.http.web.static_files import PLOTLY_NAME, plotly_version, static_file
+from suggestion_server.services.context import ServerContext
+from suggestion_server.services.experiments import list_experiments
+from suggestion_server.services.render import experiment_json
+from suggestion_server.storage.queries import experiment_row_for_client
+from suggestion_server.storage.tokens import token_hash
+from suggestion_server.wire.errors import ApiError, error_response
+from suggestion_server.wire.paging import page_request
+
+router = APIRouter(include_in_schema=False)
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+)
+
+MAX_FORM_BYTES = 8192
+GZIP_MIN_BYTES = 2048
+_BASE_CSP = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+# No inline scripts anywhere. Plotly's parallel coordinates compile WebGL code with
+# ``new Function`` (regl), hence 'unsafe-eval' on the experiment page only; inline *styles* are
+# what Plotly injects for its own elements.
+PAGE_CSP = f"{_BASE_CSP}; script-src 'self'"
+EXPERIMENT_CSP = f"{_BASE_CSP}; script-src 'self' 'unsafe-eval'"
+REFUSED_MESSAGE = "That API token is not valid. Check it (optfleet token) and try again."
+
+
+def _secure_headers(response: Response, csp: str = PAGE_CSP) -> Response:
+    response.headers["Content-Security-Policy"] = csp
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _html(template: str, status: int = 200, csp: str = PAGE_CSP, **values: Any) -> Response:
+    body = _templates.get_template(template).render(plotly_version=plotly_version(), **values)
+    return _secure_headers(
+        Response(body, status_code=status, media_type="text/html; charset=utf-8"), csp
+    )
+
+
+def _context(request: Request) -> ServerContext:
+    context: ServerContext = request.app.state.context
+    return context
+
+
+def _cookie_client(ctx: ServerContext, cookie: str | None) -> int | None:
+    """The client of a valid session cookie, or None."""
+    claim = sessions.parse_cookie(cookie)
+    if claim is None:
+        return None
+    with ctx.store.read() as session:
+        found = token_by_id(session, claim.token_id)
+    if found is None or not sessions.verify(claim, found[0]):
+        return None
+    return found[1]
+
+
+async def _web_client(request: Request) -> int | None:
+    """The client behind the request (Basic header first, then the cookie), None if neither.
+
+    A Basic header with a bad token raises the API's 400/403, exactly as on ``/v1``."""
+    if request.headers.get("authorization") is not None:
+        return await authenticated_client(request)
+    cookie = request.cookies.get(sessions.COOKIE_NAME)
+    if not cookie:
+        return None
+    return await run_in_threadpool(_cookie_client, _context(request), cookie)
+
+
+def _to_signin() -> Response:
+    return _secure_headers(RedirectResponse("/signin", status_code=303))
+
+
+def _signed_in(request: Request) -> bool:
+    return request.headers.get("authorization") is None
+
+
+@router.get("/signin")
+async def signin_form(request: Request) -> Response:
+    """The sign-in form."""
+    return _html("signin.html", message=None)
+
+
+def _session_for(ctx: ServerContext, token: str) -> str | None:
+    hashed = token_hash(token)
+    with ctx.store.read() as session:
+        found = token_row(session, hashed)
+    return None if found is None else sessions.session_cookie_value(found[0], hashed)
+
+
+@router.post("/signin")
+async def signin(request: Request) -> Response:
+    """Check the posted token; on success set the session cookie and go to the list."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return _html("signin.html", status=413, message="The form is too large.")
+    form = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    token = (form.get("token") or [""])[0].strip()
+    if not token or "\x00" in token:
+        return _html("signin.html", status=400, message="Enter an API token.")
+    value = await run_in_threadpool(_session_for, _context(request), token)
+    if value is None:
+        return _html("signin.html", status=403, message=REFUSED_MESSAGE)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        sessions.COOKIE_NAME,
+        value,
+        max_age=sessions.SESSION_TTL_S,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return _secure_headers(response)
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    """Forget the session cookie."""
+    response = RedirectResponse("/signin", status_code=303)
+    response.delete_cookie(
+        sessions.COOKIE_NAME,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return _secure_headers(response)
+
+
+@router.get("/")
+async def experiment_list(request: Request) -> Response:
+    """The client's active experiments."""
+    client_id = await _web_client(request)
+    if client_id is None:
+        return _to_signin()
+    page = await run_in_threadpool(
+        list_experiments, _context(request), client_id, page_request(None, None, None), None
+    )
+    rows = []
+    for exp in page["data"]:
+        progress = exp.get("progress") or {}
+        best = progress.get("best_observation")
+        best_values = [v["value"] for v in (best or {}).get("values", [])]
+        rows.append(
+            {
+                "id": exp["id"],
+                "name": exp["name"],
+                "created": time.strftime("%Y-%m-%d %H:%M", time.gmtime(exp["created"])),
+                "observations": progress.get("observation_count", 0),
+                "budget": exp.get("observation_budget"),
+                "open": progress.get("open_suggestion_count", 0),
+                "best": ", ".join(f"{v:.6g}" for v in best_values),
+            }
+        )
+    return _html("experiments.html", experiments=rows, signed_in=_signed_in(request))
+
+
+def _experiment_name(ctx: ServerContext, client_id: int, experiment_id: str) -> dict[str, str]:
+    """Id and name of the client's experiment (404 ``ApiError`` otherwise): one indexed row."""
+    with ctx.store.read() as session:
+        row = experiment_row_for_client(session, client_id, int(experiment_id))
+        return {"id": str(row.id), "name": str(row.name)}
+
+
+def _not_found_page(request: Request) -> Response:
+    return _html("not_found.html", status=404, signed_in=_signed_in(request))
+
+
+@router.get("/experiments/{experiment_id}")
+async def experiment_page(request: Request, experiment_id: str) -> Response:
+    """The experiment page (a shell; its script renders the data)."""
+    client_id = await _web_client(request)
+    if client_id is None:
+        return _to_signin()
+    if not experiment_id.isdigit():
+        return _not_found_page(request)
+    try:
+        exp = await run_in_threadpool(_experiment_name, _context(request), client_id, experiment_id)
+    except ApiError as err:
+        if err.status == 404:
+            return _not_found_page(request)
+        raise
+    return _html(
+        "experiment.html",
+        csp=EXPERIMENT_CSP,
+        experiment=exp,
+        signed_in=_signed_in(request),
+    )
+
+
+def experiment_payload(ctx: ServerContext, client_id: int, experiment_id: int) -> bytes:
+    """Everything the page shows about one experiment, as one JSON document (bytes)."""
+    with ctx.store.read() as session:
+        exp = experiment_json(experiment_row_for_client(session, client_id, experiment_id), None)
+        rows = experiment_rows_json(session, experiment_id)
+    parameters = [
+        {
+            "name": p["name"],
+            "type": p["type"],
+            "bounds": None if p["bounds"] is None else [p["bounds"]["min"], p["bounds"]["max"]],
+            "categories": None
+            if p["categorical_values"] is None
+            else [c["name"] for c in p["categorical_values"]],
+        }
+        for p in exp["parameters"]
+    ]
+    metrics = [
+        {"name": m["name"] or "", "objective": m["objective"], "strategy": m["strategy"]}
+        for m in exp["metrics"]
+    ]
+    head = {
+        "experiment": {
+            "id": exp["id"],
+            "name": exp["name"],
+            "state": exp["state"],
+            "created": exp["created"],
+            "observation_budget": exp["observation_budget"],
+            "parallel_bandwidth": exp["parallel_bandwidth"],
+            "observation_count": rows.observation_count,
+            "open_suggestion_count": rows.suggestion_count,
+        },
+        "parameters": parameters,
+        "metrics": metrics,
+    }
+    text = json.dumps(head, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    document = f'{text[:-1]},"suggestions":{rows.suggestions},"observations":{rows.observations}}}'
+    return document.encode("utf-8")
+
+
+def _json_response(request: Request, body: bytes, now: int) -> Response:
+    """JSON with an ETag (304 when unchanged) and gzip when the client accepts it.
+
+    The ETag covers the data only; ``now`` (the server's clock, for ages) is added after."""
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    body = body[:-1] + f',"now":{now}}}'.encode()
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization, Cookie"}
+    if request.headers.get("if-none-match") == etag:
+        return _secure_headers(Response(status_code=304, headers=headers))
+    if len(body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+        body = gzip.compress(body, compresslevel=1, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+        headers["Vary"] += ", Accept-Encoding"
+    return _secure_headers(
+        Response(body, media_type="application/json; charset=utf-8", headers=headers)
+    )
+
+
+@router.get("/experiments/{experiment_id}/data.json")
+async def experiment_data(request: Request, experiment_id: str) -> Response:
+    """The experiment's page data (polled by the page while a fleet runs)."""
+    client_id = await _web_client(request)
+    if client_id is None:
+        return _secure_headers(
+            error_response(401, "Sign in at /signin or send the API token via HTTP Basic Auth.")
+        )
+    if not experiment_id.isdigit():
+        return _secure_headers(error_response(404, "The requested resource could not be found"))
+    payload = await run_in_threadpool(
+        experiment_payload, _context(request), client_id, int(experiment_id)
+    )
+    return _json_response(request, payload, _context(request).now())
+
+
+@router.get("/web/static/{name}")
+async def static(request: Request, name: str) -> Response:
+    """``app.js``, ``app.css`` and ``plotly.min.js`` (from the installed plotly wheel)."""
+    found = await run_in_threadpool(static_file, name)
+    if found is None:
+        return _secure_headers(error_response(404, f"No static file {name}"))
+    cache = "public, max-age=86400" if name == PLOTLY_NAME else "no-cache"
+    headers = {"ETag": found.etag, "Cache-Control": cache, "Vary": "Accept-Encoding"}
+    if request.headers.get("if-none-match") == found.etag:
+        return _secure_headers(Response(status_code=304, headers=headers))
+    body = found.body
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        body = found.gzipped
+        headers["Content-Encoding"] = "gzip"
+    return _secure_headers(Response(body, media_type=found.media_type, headers=headers))

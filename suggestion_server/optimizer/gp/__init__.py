@@ -1,0 +1,1 @@
+"""The Gaussian process engine: the model, its acquisition, batch picks and the proposer."""

@@ -1,29 +1,30 @@
-"""Shared helpers for benchmark scripts: percentiles, machine description, report sections.
+"""Shared helpers for benchmark scripts: percentiles, the provenance header, report sections.
 
 Each script owns one section of docs/benchmarks.md delimited by
-``<!-- section: NAME -->`` ... ``<!-- end: NAME -->`` and rewrites only that block.
+``<!-- section: NAME -->`` ... ``<!-- end: NAME -->`` and rewrites only that block. A script
+that cannot run on this machine (a missing optional dependency, no root, no PostgreSQL) leaves
+its section as last measured: ``keep_unavailable_section``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
-import importlib.metadata
-import os
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks._provenance import REPO, command_line, provenance_header
+
 REPORT = REPO / "docs" / "benchmarks.md"
 _TITLE = (
     "# Benchmarks\n\n"
     "Measured by the scripts in `benchmarks/`; each section is rewritten by its script.\n"
 )
+# Exit status of a script that could not run here and left its section alone (automake's
+# "skipped"): benchmarks.run_all reports it as unavailable, not as a failure.
+UNAVAILABLE = 77
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -44,64 +45,92 @@ def median(samples: Sequence[float]) -> float:
     return statistics.median(samples)
 
 
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or the platform's processor string)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def machine_description(packages: Sequence[str] = ()) -> str:
-    """Markdown lines: date, command, cores, CPU, Python and package versions."""
-    # orig_argv keeps "-m module" as typed; paths inside the repo are shown relative to it.
-    argv = [
-        os.path.relpath(arg, REPO) if arg.startswith(str(REPO)) else arg
-        for arg in getattr(sys, "orig_argv", [sys.executable, *sys.argv])
-    ]
-    command = " ".join(shlex.quote(arg) for arg in argv)
-    versions = ", ".join(f"{name} {_version(name)}" for name in packages)
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return "\n".join(
-        [
-            f"- Date: {now}; load average at start {load} (the machine is shared)",
-            f"- Command: `{command}`",
-            f"- Machine: {os.cpu_count()} cores (nproc), {cpu_model()}, "
-            f"{platform.system()} {platform.release()}",
-            f"- Python {platform.python_version()}; {versions}",
-        ]
-    )
+    """The header every section starts with: date, commit, command, machine, versions."""
+    return provenance_header(packages)
 
 
-def write_section(name: str, body: str, report: Path = REPORT) -> None:
-    """Replace (or append) the ``name`` section of the report with ``body``.
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- section: {name} -->", f"<!-- end: {name} -->"
 
-    A lock file serializes concurrent writers, so two scripts never lose each other's section.
-    """
-    start, end = f"<!-- section: {name} -->", f"<!-- end: {name} -->"
-    block = f"{start}\n{body.rstrip()}\n{end}"
+
+def section_body(text: str, name: str) -> str | None:
+    """The body of section ``name`` in the report's ``text``, or None when it has none."""
+    start, end = _markers(name)
+    if start not in text or end not in text:
+        return None
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def _edit_report(report: Path, edit: Callable[[str], str]) -> None:
+    """Rewrite the report with ``edit(text)`` under a lock file, so that two scripts never
+    lose each other's section."""
     report.parent.mkdir(parents=True, exist_ok=True)
     with open(Path(tempfile.gettempdir()) / "optfleet-benchmarks.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         text = report.read_text() if report.exists() else _TITLE
-        if start in text and end in text:
-            before, rest = text.split(start, 1)
-            _, after = rest.split(end, 1)
-            text = before + block + after
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-        report.write_text(text)
+        edited = edit(text)
+        if not report.exists() or edited != text:
+            report.write_text(edited)
+
+
+def _with_section(text: str, name: str, body: str) -> str:
+    start, end = _markers(name)
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if section_body(text, name) is None:
+        return text.rstrip() + "\n\n" + block + "\n"
+    before, rest = text.split(start, 1)
+    return before + block + rest.split(end, 1)[1]
+
+
+def write_section(name: str, body: str, report: Path = REPORT) -> None:
+    """Replace (or append) the ``name`` section of the report with ``body``."""
+    _edit_report(report, lambda text: _with_section(text, name, body))
+
+
+def keep_unavailable_section(
+    name: str,
+    title: str,
+    missing: Sequence[str],
+    *,
+    report: Path = REPORT,
+    write: bool = True,
+) -> int:
+    """This machine lacks ``missing``: leave section ``name`` as it was last measured.
+
+    Only when the report has no such section yet (and ``write``), a short one is added that
+    names what is missing and the command to run. Says so on stderr; returns ``UNAVAILABLE``
+    for the script to exit with.
+    """
+    lacking = "; ".join(missing)
+    command = command_line()
+    placeholder = "\n".join(
+        [
+            f"## {title}",
+            "",
+            provenance_header(),
+            f"- Not measured yet: the machine above lacks {lacking}. Run the command above "
+            "where it is available.",
+        ]
+    )
+    outcome = ["not written (--no-write)"]
+
+    def keep(text: str) -> str:
+        if section_body(text, name) is not None:
+            outcome[0] = "left as it was"
+            return text
+        outcome[0] = "added, saying what is missing"
+        return _with_section(text, name, placeholder)
+
+    if write:
+        _edit_report(report, keep)
+    print(
+        f"cannot run here: missing {lacking}.\nSection {name!r} of {report}: {outcome[0]}. "
+        f"Run where it is available: {command}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return UNAVAILABLE
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -5,15 +5,19 @@ durations, every finishing worker reports and asks again, at most 8 suggestions 
 of 80 observations, 40 seeds (Hartmann-6 is bimodal for GP methods: with 10 seeds one seed
 decides its median). Reported: median simple regret and its IQR over seeds at 1/4, 1/2 and all
 of the budget, the normalized score 100 x (random - method) / random averaged over the
-problems, and the mean rank per problem. Methods whose dependencies are missing are reported as
-"not run (missing X)" (``make bench-quality-deps`` installs them).
+problems, and the mean rank per problem. Without a method's or problem's optional dependencies
+(``make bench-quality-deps`` installs them) the section is left as it was and the script says
+what is missing; with ``--no-write`` the rest runs and prints those cells as "not run (missing X)".
 
 Run: .venv/bin/python -m benchmarks.bench_quality [--seeds 40] [--problems branin,svc]
      [--methods random,optfleet] [--http] [--budget 80] [--workers 8] [--jobs 2]
-     [--out docs/benchmarks.md | --no-write] [--json runs.jsonl [--resume]]
+     [--out docs/benchmarks.md | --no-write] [--json runs.jsonl [--resume | --report-only]]
+     [--allow-mixed-commits]
 
-``--json`` appends each finished run as one JSON line, so an interrupted benchmark keeps what it
-measured; with ``--resume`` the runs already in that file are not run again but reported.
+``--json`` appends each finished run as one JSON line with the commit it ran at, so an
+interrupted benchmark keeps what it measured; with ``--resume`` the runs already in that file are
+not run again but reported. Runs of different commits (or saved without one) are not merged
+unless ``--allow-mixed-commits``, and the section says which commits its runs come from.
 """
 
 from __future__ import annotations
@@ -27,10 +31,23 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchmarks._report import REPORT, machine_description, markdown_table, write_section
+from benchmarks._provenance import (
+    NOT_RECORDED,
+    MixedCommitsError,
+    current_commit,
+    describe_commits,
+    merged_commits,
+)
+from benchmarks._report import (
+    REPORT,
+    keep_unavailable_section,
+    machine_description,
+    markdown_table,
+    write_section,
+)
 from benchmarks.quality_fleet import DURATION_RANGE, run_fleet
 from benchmarks.quality_http import serving
 from benchmarks.quality_methods import METHODS, missing_packages
@@ -70,12 +87,17 @@ def _run_task(task: tuple[str, str, int, int, int]) -> RunRecord:
     return run_one(*task)
 
 
+def missing_for(problem: str, method: str) -> list[str]:
+    """The packages (pip names) that the problem or the method needs and that are missing."""
+    return missing_packages(PROBLEMS[problem].needs) + missing_packages(METHODS[method].needs)
+
+
 def not_run_reasons(problems: Sequence[str], methods: Sequence[str]) -> dict[tuple[str, str], str]:
     """(problem, method) → "not run (missing X)" for every pair whose dependencies are missing."""
     reasons: dict[tuple[str, str], str] = {}
     for p in problems:
         for m in methods:
-            missing = missing_packages(PROBLEMS[p].needs) + missing_packages(METHODS[m].needs)
+            missing = missing_for(p, m)
             if missing:
                 reasons[p, m] = f"not run (missing {', '.join(missing)})"
     return reasons
@@ -101,12 +123,16 @@ def same_task(record: RunRecord, task: Task) -> bool:
     ) and record.workers == (METHODS[method].workers or workers)
 
 
-def run_all(tasks: list[Task], jobs: int, save: Path | None = None) -> list[RunRecord]:
-    """Run the tasks, ``jobs`` processes at a time (1 = in this process), saving each run."""
+def run_all(
+    tasks: list[Task], jobs: int, save: Path | None = None, commit: str = ""
+) -> list[RunRecord]:
+    """Run the tasks, ``jobs`` processes at a time (1 = in this process), saving each run
+    with the ``commit`` it ran at."""
     records: list[RunRecord] = []
     started = time.monotonic()
 
     def done(record: RunRecord) -> None:
+        record = replace(record, commit=commit)
         records.append(record)
         if save is not None:
             with save.open("a") as out:
@@ -272,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="report the runs in --json, run nothing"
     )
+    parser.add_argument(
+        "--allow-mixed-commits",
+        action="store_true",
+        help="merge runs recorded at different commits (or without one); the section lists them",
+    )
     args = parser.parse_args(argv)
     problems = [p for p in args.problems.split(",") if p]
     methods = [m for m in args.methods.split(",") if m]
@@ -285,6 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     not_run = not_run_reasons(problems, methods)
     for (p, m), reason in sorted(not_run.items()):
         print(f"{p} / {m}: {reason}", flush=True)
+    if not_run and not args.no_write:
+        missing = sorted({pkg for p in problems for m in methods for pkg in missing_for(p, m)})
+        return keep_unavailable_section(
+            args.section,
+            args.title,
+            [f"{', '.join(missing)} (`make bench-quality-deps` installs them)"],
+            report=args.out,
+        )
     references = {}
     if "svc" in problems and not missing_packages(PROBLEMS["svc"].needs):
         print("SVC reference optimum (grid)…", flush=True)
@@ -309,10 +348,27 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text("")
     reused = [next(r for r in saved if same_task(r, t)) for t in tasks if _saved(saved, t)]
     todo = [] if args.report_only else [t for t in tasks if not _saved(saved, t)]
+    commit = current_commit().label
+    merged = ""
     if reused:
         print(f"{len(reused)} runs taken from {args.json}, {len(todo)} to run", flush=True)
+        runs = [(r.commit, str(args.json)) for r in reused]
+        runs += [(commit, "this invocation")] * len(todo)
+        try:
+            tally = merged_commits(
+                runs,
+                allow_mixed=args.allow_mixed_commits,
+                flag="--allow-mixed-commits",
+                unit="runs",
+            )
+        except MixedCommitsError as error:
+            raise SystemExit(f"bench_quality: {error}") from None
+        mixed = len(tally) > 1 or NOT_RECORDED in tally
+        merged = f"- Runs measured at: {describe_commits(tally, 'runs')}" + (
+            " (merged with --allow-mixed-commits: not one known commit)" if mixed else ""
+        )
     with serving() if "optfleet_http" in methods and todo else contextlib.nullcontext():
-        records = reused + run_all(todo, args.jobs, save=args.json)
+        records = reused + run_all(todo, args.jobs, save=args.json, commit=commit)
     records.sort(key=lambda r: (r.problem, r.method, r.seed))
     elapsed = time.monotonic() - started
     incomplete = [
@@ -323,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n\n".join(
         [
             f"## {args.title}",
-            preamble(args, methods, references),
+            preamble(args, methods, references) + (f"\n{merged}" if merged else ""),
             report(records, problems, methods, not_run, args.budget, args.workers, references),
             (
                 f"Total benchmark time: {elapsed:.0f} s with {args.jobs} processes."

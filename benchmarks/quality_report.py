@@ -27,6 +27,7 @@ class RunRecord:
     duplicate_open: int
     seconds: float
     cpu_seconds: float = 0.0  # 0 in runs saved before it was recorded
+    commit: str = ""  # the code's commit (benchmarks._provenance); "" in runs saved before
 
 
 def regret_curve(values: Sequence[float], optimum: float) -> list[float]:

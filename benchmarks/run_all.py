@@ -2,8 +2,9 @@
 
 Each ``bench_*.py`` runs as its own process (``python -m benchmarks.<name>``), so one script's
 servers, clusters and imports never disturb the next; each rewrites its own section of
-docs/benchmarks.md. A failing script is reported and the others still run; the exit status is 1
-if any failed.
+docs/benchmarks.md. A script that cannot run on this machine (a missing optional dependency, no
+root, no PostgreSQL) leaves its section as it was and is reported as unavailable. A failing script
+is reported and the others still run; the exit status is 1 if any failed.
 
     .venv/bin/python -m benchmarks.run_all [--only NAME ...] [--skip NAME ...] [--list]
 """
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks._report import UNAVAILABLE
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -71,10 +74,11 @@ def benchmark_names() -> list[str]:
     return sorted(path.stem for path in HERE.glob("bench_*.py"))
 
 
-def run_one(name: str) -> tuple[int, float]:
-    """Run one script (and its ``EXTRA_RUNS``); returns (worst exit status, seconds)."""
+def run_one(name: str) -> tuple[int, int, float]:
+    """Run one script (and its ``EXTRA_RUNS``); returns (worst exit status of those that failed,
+    how many could not run here, seconds)."""
     started = time.monotonic()
-    status = 0
+    status = unavailable = 0
     for extra in [[], *EXTRA_RUNS.get(name, [])]:
         print(f"== {name} {' '.join(extra)} (load average {os.getloadavg()[0]:.1f})", flush=True)
         try:
@@ -83,11 +87,21 @@ def run_one(name: str) -> tuple[int, float]:
                 cwd=REPO,
                 timeout=SCRIPT_TIMEOUT_S,
             )
-            status = max(status, completed.returncode)
+            if completed.returncode == UNAVAILABLE:
+                unavailable += 1
+            else:
+                status = max(status, completed.returncode)
         except subprocess.TimeoutExpired:
             print(f"== {name}: timed out after {SCRIPT_TIMEOUT_S} s", flush=True)
             status = 124
-    return status, time.monotonic() - started
+    return status, unavailable, time.monotonic() - started
+
+
+def outcome(status: int, unavailable: int) -> str:
+    """What the summary says of one script."""
+    if status:
+        return f"FAILED ({status})"
+    return f"ok, {unavailable} unavailable (section kept)" if unavailable else "ok"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     selected = [name for name in names if name in wanted and name not in args.skip]
     results = [(name, *run_one(name)) for name in selected]
     print("\n== summary")
-    for name, status, seconds in results:
-        print(f"{name:20s} {'ok' if status == 0 else f'FAILED ({status})':12s} {seconds:7.0f} s")
-    return 0 if all(status == 0 for _, status, _ in results) else 1
+    for name, status, unavailable, seconds in results:
+        print(f"{name:20s} {outcome(status, unavailable):34s} {seconds:7.0f} s")
+    return 0 if all(status == 0 for _, status, _, _ in results) else 1
 
 
 if __name__ == "__main__":

@@ -124,8 +124,13 @@ def keep_unavailable_section(
 
     if write:
         _edit_report(report, keep)
+    try:
+        shown = report.resolve().relative_to(REPO)
+    except ValueError:
+        shown = report
     print(
-        f"cannot run here: missing {lacking}.\nSection {name!r} of {report}: {outcome[0]}. "
+        f"This benchmark cannot run here: missing {lacking}.\n"
+        f"Section {name!r} of {shown}: {outcome[0]}. "
         f"Run where it is available: {command}",
         file=sys.stderr,
         flush=True,

@@ -27,7 +27,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks._report import REPO, machine_description, markdown_table, median, write_section
+from benchmarks._report import (
+    REPO,
+    keep_unavailable_section,
+    machine_description,
+    markdown_table,
+    median,
+    write_section,
+)
+from benchmarks._requirements import missing_modules
 from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
 from tests.agent.helpers import Api
 from tests.support.fault_proxy import FaultProxy
@@ -35,6 +43,7 @@ from tests.support.ports import wait_until
 from tests.support.server import RunningServer
 
 SECTION = "agent"
+TITLE = "Worker agent (`worker_bootstrap`)"
 ME = "i-0benchmark00001"
 # The evaluation records when its first line runs (CLOCK_MONOTONIC is shared by processes).
 MARK = "import os, time; open(os.environ['MARK_FILE'], 'w').write(repr(time.monotonic()))"
@@ -156,6 +165,8 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=10)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    if missing := missing_modules(["sigopt"], "the official client, in the dev lock: `make deps`"):
+        return keep_unavailable_section(SECTION, TITLE, missing, write=not args.no_write)
     tmp = Path(tempfile.mkdtemp(prefix="bench-agent-"))
     mark = tmp / "mark"
     rows: list[list[object]] = []
@@ -242,7 +253,7 @@ def main() -> int:
                      f"{agent_steady / base_steady:.2f}", "<= 3"])  # fmt: skip
     body = "\n".join(
         [
-            "## Worker agent (`worker_bootstrap`)",
+            f"## {TITLE}",
             "",
             machine_description(["requests", "sigopt"]),
             f"- Repeats: {args.repeat} (medians); server on SQLite, loopback; a pass-through "

@@ -21,11 +21,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import REPO, machine_description, markdown_table, median, write_section
+from benchmarks._report import (
+    REPO,
+    keep_unavailable_section,
+    machine_description,
+    markdown_table,
+    median,
+    write_section,
+)
+from benchmarks._requirements import missing_cdk
 from infra.wheelhouse import WheelhousePaths, build_wheelhouse
 from tests.infra.support import CDK_CLI, tool_env
 from tests.infra.test_user_data import _ami_python
 
+SECTION = "infra"
+TITLE = "infra: `cdk synth` and the boot script"
 EMPTY_APP = """
 import aws_cdk as cdk
 app = cdk.App()
@@ -164,6 +174,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if missing := missing_cdk():
+        return keep_unavailable_section(SECTION, TITLE, missing)
     with tempfile.TemporaryDirectory(prefix="bench-infra-") as tmp:
         work = Path(tmp)
         load_before = os.getloadavg()[0]
@@ -171,7 +183,7 @@ def main() -> int:
         load_after = os.getloadavg()[0]
     body = "\n".join(
         [
-            "## infra: `cdk synth` and the boot script",
+            f"## {TITLE}",
             "",
             machine_description(["aws-cdk-lib", "cdk-nag"]),
             f"- Load average while measuring: {load_before:.1f} -> {load_after:.1f} "
@@ -183,7 +195,7 @@ def main() -> int:
             ),
         ]
     )
-    write_section("infra", body)
+    write_section(SECTION, body)
     print(body)
     return 0
 

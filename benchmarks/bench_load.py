@@ -27,7 +27,14 @@ from typing import Any
 from benchmarks._async_workers import AsyncWorkers
 from benchmarks._loadgen import LoadResult as GetResult
 from benchmarks._loadgen import run_load
-from benchmarks._report import machine_description, markdown_table, percentile, write_section
+from benchmarks._report import (
+    keep_unavailable_section,
+    machine_description,
+    markdown_table,
+    percentile,
+    write_section,
+)
+from benchmarks._requirements import missing_postgres
 from tests.reliability.load_sim import LoadConfig, LoadResult, create_discrete_experiment, reconcile
 from tests.support.postgres import PostgresCluster
 from tests.support.server import RunningServer
@@ -224,7 +231,7 @@ def section(runs: list[dict[str, Any]], args: argparse.Namespace, total_s: float
     )
 
 
-def main() -> None:
+def main() -> int:
     """Run SQLite then PostgreSQL and write the report section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=1000)
@@ -249,6 +256,8 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--no-report", action="store_true", help="print only")
     args = parser.parse_args()
+    if "postgresql" in args.databases.split(",") and (missing := missing_postgres()):
+        return keep_unavailable_section(args.section, args.title, missing, write=not args.no_report)
     started = time.monotonic()
     runs = []
     for name in args.databases.split(","):
@@ -264,7 +273,8 @@ def main() -> None:
     print(body)
     if not args.no_report:
         write_section(args.section, body)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -26,17 +26,20 @@ from pathlib import Path
 from benchmarks import _optuna_baseline as baseline
 from benchmarks._api import Api, loss_of, open_manual_suggestions, seed_observations
 from benchmarks._report import (
+    keep_unavailable_section,
     machine_description,
     markdown_table,
     median,
     percentile,
     write_section,
 )
+from benchmarks._requirements import missing_postgres
 from tests.support.postgres import PostgresCluster
 from tests.support.server import RunningServer
 
 BENCH_TOKEN = "bench-token"  # noqa: S105 - a throwaway token for a loopback server
 SECTION = "suggest"
+TITLE = "Suggestion creation (suggestion server)"
 TARGETS_MS = {1000: 120.0, 5000: 250.0, "open": 250.0, "restart": 2000.0}
 
 
@@ -283,6 +286,8 @@ def main() -> int:
     parser.add_argument("--baseline-restarts", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
+    if "postgresql" in args.backends.split(",") and (missing := missing_postgres()):
+        return keep_unavailable_section(SECTION, TITLE, missing, write=not args.no_write)
     sizes = [int(s) for s in args.sizes.split(",")]
 
     started = time.monotonic()
@@ -335,7 +340,7 @@ def main() -> int:
     ]
     print("\n".join(parts[-4:]), flush=True)
     if not args.no_write:
-        write_section(SECTION, "## Suggestion creation (suggestion server)\n\n" + "\n".join(parts))
+        write_section(SECTION, f"## {TITLE}\n\n" + "\n".join(parts))
     return 0
 
 

@@ -20,7 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._report import REPO, machine_description, markdown_table, median, write_section
+from benchmarks._report import (
+    REPO,
+    keep_unavailable_section,
+    machine_description,
+    markdown_table,
+    median,
+    write_section,
+)
+from benchmarks._requirements import missing_twin
 from benchmarks.bench_agent import ME, agent_argv, agent_env, time_to_first_request
 from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
 from tests.agent.helpers import Api
@@ -28,6 +36,7 @@ from tests.support.fault_proxy import FaultProxy
 from tests.support.server import RunningServer
 
 SECTION = "twin"
+TITLE = "Instance twin: boot and resume (`tests/twin`)"
 # docs/infra.md: the agent running at most 60 s after cloud-init starts (on EC2, on paper).
 EC2_BUDGET_S = 60.0
 
@@ -69,6 +78,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5, help="baseline repeats")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    if missing := missing_twin():
+        return keep_unavailable_section(SECTION, TITLE, missing, write=not args.no_write)
     tmp = Path(tempfile.mkdtemp(prefix="bench-twin-"))
     load = os.getloadavg()[0]
     wall = run_twin(tmp / "timings.json")
@@ -94,7 +105,7 @@ def main() -> int:
     ]  # fmt: skip
     body = "\n".join(
         [
-            "## Instance twin: boot and resume (`tests/twin`)",
+            f"## {TITLE}",
             "",
             machine_description(["moto", "boto3"]),
             f"- Load average at start: {load:.1f} on 2 cores (shared machine).",

@@ -25,12 +25,20 @@ from typing import Any
 import requests
 
 from benchmarks._api import Api, in_parallel, loss_of, random_assignments
-from benchmarks._report import machine_description, markdown_table, median, write_section
+from benchmarks._report import (
+    keep_unavailable_section,
+    machine_description,
+    markdown_table,
+    median,
+    write_section,
+)
+from benchmarks._requirements import missing_chromium
 from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.support.server import RunningServer
 
 BENCH_TOKEN = "bench-web-token"  # noqa: S105 - a throwaway token for a loopback server
 SECTION = "web"
+TITLE = "Experiment web page: load time with 5,000 observations"
 
 
 def agent_like_metadata(rng: random.Random, instance: int, failed: bool) -> dict[str, Any]:
@@ -155,6 +163,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
+    if missing := missing_chromium():
+        return keep_unavailable_section(SECTION, TITLE, missing, write=not args.no_write)
 
     from playwright.sync_api import sync_playwright
 
@@ -201,7 +211,7 @@ def main() -> int:
         )
     body = "\n".join(
         [
-            "## Experiment web page: load time with 5,000 observations",
+            f"## {TITLE}",
             "",
             machine_description(["plotly", "playwright", "fastapi"]),
             f"- Data: {n} observations with agent-like metadata (50 instances, ~5% failed with a "

@@ -28,15 +28,18 @@ from benchmarks import _optuna_baseline as baseline
 from benchmarks._api import Api, loss_of, random_assignments
 from benchmarks._loadgen import LoadResult, run_load
 from benchmarks._report import (
+    keep_unavailable_section,
     machine_description,
     markdown_table,
     median,
     percentile,
     write_section,
 )
+from benchmarks._requirements import missing_postgres
 from benchmarks.bench_suggest import BENCH_TOKEN, backend_urls, fmt
 
 SECTION = "writes"
+TITLE = "Writes (suggestion server)"
 CLIENTS = 32
 WARM_UP_PER_CLIENT = 4
 
@@ -288,6 +291,8 @@ def main() -> int:
     parser.add_argument("--per-client", type=int, default=100, help="writes per concurrent client")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
+    if "postgresql" in args.backends.split(",") and (missing := missing_postgres()):
+        return keep_unavailable_section(SECTION, TITLE, missing, write=not args.no_write)
 
     started = time.monotonic()
     parts = [machine_description(["optuna", "sqlalchemy", "fastapi", "uvicorn", "psycopg"]), ""]
@@ -313,7 +318,7 @@ def main() -> int:
         print(parts[-1], flush=True)
     parts += ["", f"Total benchmark time: {time.monotonic() - started:.0f} s."]
     if not args.no_write:
-        write_section(SECTION, "## Writes (suggestion server)\n\n" + "\n".join(parts))
+        write_section(SECTION, f"## {TITLE}\n\n" + "\n".join(parts))
     return 0
 
 

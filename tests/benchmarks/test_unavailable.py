@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,15 @@ def test_quality_without_optional_packages_keeps_the_table(
 
     assert report.read_text() == before
     assert "scipy, torch (`make bench-quality-deps` installs them)" in capsys.readouterr().err
+
+
+def test_load_without_postgres_runs_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import bench_load
+
+    monkeypatch.setattr(bench_load, "missing_postgres", lambda: ["PostgreSQL (initdb)"])
+    monkeypatch.setattr(sys, "argv", ["bench_load", "--no-report"])
+
+    assert bench_load.main() == UNAVAILABLE
+    assert "missing PostgreSQL (initdb)" in capsys.readouterr().err

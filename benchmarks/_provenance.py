@@ -166,7 +166,8 @@ def describe_commits(tally: CommitTally, unit: str = "results") -> str:
     parts = []
     for commit, sources in sorted(tally.items()):
         where = ", ".join(
-            f"{count} {unit} from {source}" for source, count in sorted(sources.items())
+            f"{count} {unit if count != 1 else unit.removesuffix('s')} from {source}"
+            for source, count in sorted(sources.items())
         )
         parts.append(f"`{commit}` ({where})")
     return ", ".join(parts)

@@ -27,7 +27,7 @@ def test_results_of_one_commit_merge() -> None:
     tally = merged_commits(
         [("abc1234", "a.jsonl"), ("abc1234", "b.jsonl")], allow_mixed=False, flag=FLAG
     )
-    assert describe_commits(tally) == "`abc1234` (1 results from a.jsonl, 1 results from b.jsonl)"
+    assert describe_commits(tally) == "`abc1234` (1 result from a.jsonl, 1 result from b.jsonl)"
 
 
 def test_results_of_two_commits_do_not_merge() -> None:
@@ -95,6 +95,6 @@ def test_forced_merge_lists_every_commit(tmp_path: Path) -> None:
 
     body = section_body(report.read_text(), "quality")
     assert body is not None
-    assert f"`abc1234` (1 runs from {runs})" in body
-    assert f"`{NOT_RECORDED}` (1 runs from {runs})" in body
+    assert f"`abc1234` (1 run from {runs})" in body
+    assert f"`{NOT_RECORDED}` (1 run from {runs})" in body
     assert f"merged with {FLAG}" in body

@@ -17,6 +17,7 @@ from suggestion_server.http.hot_writes import HotWrites
 from suggestion_server.http.routes import (
     best_assignments,
     experiments,
+    fleet_spend,
     health,
     observations,
     queued_suggestions,
@@ -175,6 +176,7 @@ def create_app(
         queued_suggestions,
         observations,
         best_assignments,
+        fleet_spend,
     ):
         app.include_router(module.router)
     app.include_router(web_router)

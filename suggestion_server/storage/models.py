@@ -135,3 +135,20 @@ class Observation(Base):
         Index("ix_observations_experiment", "experiment_id", "deleted", "id"),
         Index("ix_observations_suggestion", "suggestion_id"),
     )
+
+
+class FleetSpend(Base):
+    """An experiment's fleet-wide spend estimate, shared by its agents (docs/api.md, "Fleet
+    spend"). One agent at a time holds the refresh claim (``claimed_until``) and reports a new
+    figure; the others read this row instead of each asking EC2."""
+
+    __tablename__ = "fleet_spend"
+    experiment_id: Mapped[int] = mapped_column(Id, ForeignKey("experiments.id"), primary_key=True)
+    usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    usd_per_s: Mapped[float] = mapped_column(Float, default=0.0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    instances: Mapped[int] = mapped_column(Integer, default=0)
+    measured_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    measured_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_until: Mapped[float] = mapped_column(Float, default=0.0)

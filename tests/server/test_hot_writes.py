@@ -8,27 +8,25 @@ status, headers that matter and body byte for byte.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import uvicorn
 
 from suggestion_server.app import create_app
 from suggestion_server.http.hot_writes import HotWrites
 from suggestion_server.storage.tokens import register_token
 from tests.server.conftest import INT_GRID_SPEC
-from tests.support.ports import free_port, wait_until
+from tests.support.loopback import LoopbackApp
 
 TOKEN = "hot-token"
 OTHER_TOKEN = "other-token"
 FROZEN_NOW = 1_767_225_600.0
 
 
-class LoopbackServer:
+class LoopbackServer(LoopbackApp):
     """``create_app`` served by uvicorn in a thread of the test process."""
 
     def __init__(self, db_path: Path, hot_writes: bool) -> None:
@@ -39,21 +37,7 @@ class LoopbackServer:
             hot_writes=hot_writes,
         )
         register_token(app.state.context.store, OTHER_TOKEN, name="other")
-        self.app = app
-        self.url = f"http://127.0.0.1:{free_port()}"
-        port = int(self.url.rsplit(":", 1)[1])
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> LoopbackServer:
-        self._thread.start()
-        wait_until(lambda: self._server.started, timeout_s=30, what=f"uvicorn on {self.url}")
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
+        super().__init__(app)
 
 
 @pytest.fixture(scope="module")

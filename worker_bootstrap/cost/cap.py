@@ -7,8 +7,12 @@ server, keeps the cap working against any SigOpt-compatible server: once the est
 cap no agent creates a suggestion, running evaluations finish and report, and each agent applies
 ``when_done`` as at the observation budget.
 
-A cap whose spend cannot be estimated (no EC2 permission, an unknown price) stops the agent with
-an error rather than letting it spend unchecked; it does not drain the fleet.
+The spend is one figure per experiment (``shared_spend.py``): measured from EC2 by one agent
+at a time and shared through the server, so the EC2 calls do not grow with the fleet. A cap
+whose spend cannot be estimated (no EC2 permission, an unknown price) stops the agent with an
+error rather than letting it spend unchecked; it does not drain the fleet. A transient EC2
+failure does not: the last figure holds (with its age), and before the first one the check
+waits with a bounded backoff.
 """
 
 from __future__ import annotations
@@ -21,6 +25,15 @@ from typing import Any, Callable, Dict, Optional
 from worker_bootstrap.cost.fleet_spend import FleetSpend, fleet_spend
 from worker_bootstrap.cost.keys import MAX_COST_USD
 from worker_bootstrap.cost.pricing import PriceBook
+from worker_bootstrap.logs import EventLog
+from worker_bootstrap.cost.shared_spend import (
+    RETRY_MIN_S,
+    SharedFleetSpend,
+    SpendFigure,
+    SpendUnavailable,
+)
+
+Request = Callable[[str, str, Optional[Dict[str, Any]]], Dict[str, Any]]
 
 
 class CostUnknown(Exception):
@@ -55,14 +68,21 @@ class CapCheck:
     cap_usd: float
     spend_usd: float
     instances: int
+    age_s: float = 0.0  # how old the measured figure is (extrapolated since)
+    source: str = "own"  # "shared": measured by another agent, read from the server
 
     @property
     def reached(self) -> bool:
         return self.spend_usd >= self.cap_usd
 
 
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
 class CostCap:
-    """Estimates the experiment's spend from EC2 when a cap is set."""
+    """Checks the experiment's estimated spend against the cap, when one is set."""
 
     def __init__(
         self,
@@ -72,7 +92,12 @@ class CostCap:
         setting: Optional[float],
         ec2: Optional[Callable[[], Any]] = None,
         clock: Callable[[], float] = time.time,
+        instance_id: str = "",
+        request: Optional[Request] = None,
+        wait: Optional[Callable[[float], bool]] = None,
     ) -> None:
+        """``request`` (the agent's API call) shares the figure through the server; ``wait``
+        sleeps before the first figure is known and returns True when the agent must stop."""
         self.experiment_id = experiment_id
         self.region = region
         self.prices = prices
@@ -80,6 +105,10 @@ class CostCap:
         self._ec2 = ec2
         self._cached: Any = None
         self.clock = clock
+        self._wait = wait or _sleep
+        self.spend = SharedFleetSpend(
+            experiment_id, instance_id or "unknown", self._measure, request, clock=clock
+        )
 
     def _client(self) -> Any:
         if self._ec2 is not None:
@@ -91,6 +120,25 @@ class CostCap:
             self._cached = client("ec2", self.region)
         return self._cached
 
+    def _measure(self) -> FleetSpend:
+        return fleet_spend(
+            self._client(), self.experiment_id, self.prices, self.clock(), self.region or ""
+        )
+
+    def _figure(self, cap: float) -> SpendFigure:
+        while True:
+            try:
+                figure = self.spend.current()
+            except SpendUnavailable as exc:
+                raise CostUnknown(
+                    f"{MAX_COST_USD}={cap:g} is set but the spend cannot be estimated: "
+                    f"ec2:DescribeInstances failed: {exc}"
+                ) from None
+            if figure is not None:
+                return figure
+            if self._wait(RETRY_MIN_S):
+                raise CostUnknown(f"{MAX_COST_USD}={cap:g}: stopped before the spend was known")
+
     def check(self, experiment: Dict[str, Any]) -> Optional[CapCheck]:
         """None without a cap; else the spend against it (:class:`CostUnknown` if not known)."""
         try:
@@ -99,19 +147,42 @@ class CostCap:
             raise CostUnknown(str(exc)) from None
         if cap is None:
             return None
-        try:
-            spend: FleetSpend = fleet_spend(
-                self._client(), self.experiment_id, self.prices, self.clock(), self.region or ""
-            )
-        except Exception as exc:
-            raise CostUnknown(
-                f"{MAX_COST_USD}={cap:g} is set but the spend cannot be estimated: "
-                f"ec2:DescribeInstances failed: {type(exc).__name__}: {exc}"
-            ) from None
-        usd = spend.usd
+        figure = self._figure(cap)
+        now = self.clock()
+        usd = figure.usd_at(now)
         if usd is None:
+            unknown = "some instance's price is unknown"
+            if figure.source == "own" and self.spend.last_spend is not None:
+                unknown = "; ".join(self.spend.last_spend.unknown())[:400]
             raise CostUnknown(
-                f"{MAX_COST_USD}={cap:g} is set but the spend cannot be estimated: "
-                + "; ".join(spend.unknown())[:400]
+                f"{MAX_COST_USD}={cap:g} is set but the spend cannot be estimated: {unknown}"
             )
-        return CapCheck(cap_usd=cap, spend_usd=usd, instances=len(spend.instances))
+        return CapCheck(
+            cap_usd=cap,
+            spend_usd=usd,
+            instances=figure.instances,
+            age_s=figure.age(now),
+            source=figure.source,
+        )
+
+
+def cap_reached(cap: CostCap, experiment: Dict[str, Any], log: EventLog) -> bool:
+    """True once the estimated spend reaches the dollar cap (docs/infra.md, Cost); each check is
+    logged. A set cap whose spend is unknown raises ``AwsError`` (the agent exits with code 3)."""
+    from worker_bootstrap.aws import AwsError
+
+    try:
+        check = cap.check(experiment)
+    except CostUnknown as exc:
+        log.event("cost_cap_unknown", error=str(exc))
+        raise AwsError(str(exc)) from None
+    if check is None:
+        return False
+    log.event(
+        "cost_checked",
+        spend_usd=round(check.spend_usd, 6),
+        cap_usd=check.cap_usd,
+        instances=check.instances,
+        reached=int(check.reached),
+    )
+    return check.reached

@@ -22,7 +22,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # The code a benchmark measures: uncommitted changes to tracked files here make a run "+dirty".
-CODE_DIRS = ("suggestion_server", "worker_bootstrap", "optfleet", "infra", "benchmarks", "emulators")
+CODE_DIRS = (
+    "suggestion_server",
+    "worker_bootstrap",
+    "optfleet",
+    "infra",
+    "benchmarks",
+    "emulators",
+)
 DIRTY = "+dirty"
 # The commit of results saved before commits were recorded (and of a tree that is not a checkout).
 NOT_RECORDED = "not recorded"

@@ -99,12 +99,12 @@ system-deps:
 
 lint: deps
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check worker_bootstrap suggestion_server optfleet infra
+	$(BIN)/ruff format --check worker_bootstrap suggestion_server optfleet infra emulators
 
 typecheck: deps
 	@# mypy 2.x cannot target 3.9; 3.9 itself is checked by tests/agent/test_python39.py.
 	$(BIN)/mypy --python-version 3.10 worker_bootstrap
-	$(BIN)/mypy suggestion_server optfleet infra
+	$(BIN)/mypy suggestion_server optfleet infra emulators
 
 pytest: deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)

@@ -36,7 +36,7 @@ from benchmarks._report import (
     write_section,
 )
 from benchmarks._requirements import missing_modules
-from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
+from emulators.imds import ImdsEmulator, InstanceIdentity
 from tests.agent.helpers import Api
 from tests.support.fault_proxy import FaultProxy
 from tests.support.ports import wait_until

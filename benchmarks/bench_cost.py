@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._report import machine_description, markdown_table, median, write_section
-from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
-from optfleet.pricing_emulator import PricingEmulator, SimulatedInstance, SimulatedPrice
+from emulators.imds import ImdsEmulator, InstanceIdentity
+from emulators.pricing import PricingEmulator, SimulatedInstance, SimulatedPrice
 from tests.agent.helpers import Api
 from tests.support.server import RunningServer
 from worker_bootstrap.cost.fleet_spend import experiment_instances, fleet_spend

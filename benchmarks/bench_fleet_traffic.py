@@ -37,7 +37,7 @@ import requests
 
 from benchmarks._report import machine_description, markdown_table, write_section
 from benchmarks.bench_agent import cpu_seconds, populate_foreign
-from optfleet.imds_emulator import ImdsEmulator
+from emulators.imds import ImdsEmulator
 from tests.agent.helpers import AgentProcess, Api, emulator
 from tests.support.agent_requests import NAMES, kind_of
 from tests.support.fault_proxy import FaultProxy

@@ -30,7 +30,7 @@ from benchmarks._report import (
 )
 from benchmarks._requirements import missing_twin
 from benchmarks.bench_agent import ME, agent_argv, agent_env, time_to_first_request
-from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
+from emulators.imds import ImdsEmulator, InstanceIdentity
 from tests.agent.helpers import Api
 from tests.support.fault_proxy import FaultProxy
 from tests.support.server import RunningServer

@@ -1,7 +1,7 @@
 """A simulated EC2 fleet on one machine: per instance, its own IMDSv2 emulator and a real agent.
 
 Each :class:`SimulatedInstance` is what an EC2 instance is to the agent: an instance metadata
-service (``optfleet.imds_emulator``) with its own id, type, zone and lifecycle, a state directory
+service (``emulators.imds``) with its own id, type, zone and lifecycle, a state directory
 that survives reboots, and a ``worker-bootstrap run`` process started from an env file, exactly as
 the systemd unit starts it. A *reboot* SIGKILLs the agent's whole process group (evaluation
 included) and starts it again with the same identity and disk; a *termination* kills it and its
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
+from emulators.imds import ImdsEmulator, InstanceIdentity
 from worker_bootstrap.journal import Journal
 
 CHECKPOINT_NAME = "hartmann6-checkpoint.json"

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
+from emulators.imds import ImdsEmulator, InstanceIdentity
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
+from emulators.imds import ImdsEmulator, InstanceIdentity
 from tests.agent.helpers import AgentProcess, Api, emulator
 from tests.support.ports import wait_until
 from tests.support.server import RunningServer

@@ -14,7 +14,7 @@ import threading
 import pytest
 import requests
 
-from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity, RoleCredentials
+from emulators.imds import ImdsEmulator, InstanceIdentity, RoleCredentials
 from tests.support.ports import free_port, wait_until
 from worker_bootstrap.imds import ImdsClient, ImdsUnavailable
 from worker_bootstrap.retry import Backoff
@@ -170,7 +170,7 @@ def test_runs_as_a_module_and_stops_on_sigterm() -> None:
         [
             sys.executable,
             "-m",
-            "optfleet.imds_emulator",
+            "emulators.imds",
             "--instance-id",
             "i-0cli",
             "--port",

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from optfleet.pricing_emulator import PricingEmulator, SimulatedPrice
+from emulators.pricing import PricingEmulator, SimulatedPrice
 from tests.agent.helpers import Api
 from tests.cli.conftest import MotoServer
 from tests.support.server import RunningServer

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from optfleet.pricing_emulator import PricingEmulator
+from emulators.pricing import PricingEmulator
 from tests.agent.helpers import AgentProcess, Api, emulator
 from tests.cost.conftest import TOKEN
 from tests.support.ports import wait_until

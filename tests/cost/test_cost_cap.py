@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from optfleet.imds_emulator import ImdsEmulator, InstanceIdentity
-from optfleet.pricing_emulator import PricingEmulator, SimulatedPrice
+from emulators.imds import ImdsEmulator, InstanceIdentity
+from emulators.pricing import PricingEmulator, SimulatedPrice
 from tests.agent.helpers import AgentProcess, Api
 from tests.cli.conftest import MotoServer
 from tests.cost.conftest import TOKEN, create_experiment

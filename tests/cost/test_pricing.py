@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from optfleet.pricing_emulator import PricingEmulator, SimulatedPrice, product_document
+from emulators.pricing import PricingEmulator, SimulatedPrice, product_document
 from tests.cli.conftest import MotoServer
 from worker_bootstrap.cost.pricing import (
     ON_DEMAND,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from emulators.pricing import PricingEmulator
 from optfleet.experiment_cost import experiment_cost
 from optfleet.experiment_spec import SpecError, validate_spec
-from optfleet.pricing_emulator import PricingEmulator
 from tests.agent.helpers import Api
 from tests.cli.conftest import MotoServer, run_cli
 from tests.cost.conftest import TOKEN, create_experiment

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from optfleet.imds_emulator import ImdsEmulator
+from emulators.imds import ImdsEmulator
 from tests.agent.helpers import AgentProcess, Api, emulator
 
 

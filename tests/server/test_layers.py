@@ -33,8 +33,11 @@ PACKAGE_RULES: dict[str, set[str]] = {
     "worker_bootstrap": set(),
     "suggestion_server": set(),
     "infra": {"worker_bootstrap"},
+    # Test equipment (the IMDS and pricing emulators): the standard library only, so the demo,
+    # tests and benchmarks can run it beside any of the others.
+    "emulators": set(),
 }
-OUR_PACKAGES = {"worker_bootstrap", "suggestion_server", "infra", "optfleet"}
+OUR_PACKAGES = {"worker_bootstrap", "suggestion_server", "infra", "optfleet", "emulators"}
 
 
 def imported_modules(path: Path) -> Iterator[str]:

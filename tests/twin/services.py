@@ -110,7 +110,7 @@ def imds_emulator(
 ) -> NamespacedProcess:
     """The IMDSv2 emulator for one instance at 169.254.169.254:80, where the agent looks."""
     argv = [
-        str(VENV_BIN / "python"), "-m", "optfleet.imds_emulator",
+        str(VENV_BIN / "python"), "-m", "emulators.imds",
         "--host", IMDS_ADDRESS, "--port", "80",
         "--instance-id", instance_id, "--lifecycle", lifecycle, "--role-name", role_name,
         *[arg for key, value in tags.items() for arg in ("--tag", f"{key}={value}")],

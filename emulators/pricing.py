@@ -23,10 +23,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Callable
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
+
+from emulators.serving import ThreadServed
 
 EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 LOCATIONS = {
@@ -199,7 +200,7 @@ def _query_filters(params: dict[str, list[str]]) -> dict[str, list[str]]:
     return filters
 
 
-class PricingEmulator:
+class PricingEmulator(ThreadServed):
     """The server; ``prices`` and ``instances`` may be changed while it runs."""
 
     def __init__(
@@ -216,39 +217,15 @@ class PricingEmulator:
         self.instances: dict[str, SimulatedInstance] = {}
         self.calls: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        # Bound now, so the URL (and env()) is known before the emulator starts.
+        self._bound = ThreadingHTTPServer((host, port), self._handler())
+        bound_host, bound_port = self._bound.server_address[:2]
+        self.url = f"http://{bound_host!s}:{bound_port}"
 
     def start(self) -> str:
         """Serve in a background thread; returns the URL."""
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._serve(self._bound, "pricing-emulator")
         return self.url
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> PricingEmulator:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def add_instance(self, instance: SimulatedInstance) -> None:
         """Make an instance visible to ``DescribeInstances``."""

@@ -10,7 +10,7 @@ Besides the AWS paths it serves a small control API under ``/_emulator/`` so ano
 demo) can drive it: ``POST /_emulator/spot-action`` ``{"action": "terminate", "in_s": 120}``,
 ``POST /_emulator/rebalance``, ``GET /_emulator/stats``.
 
-Run it alone with ``python -m optfleet.imds_emulator --instance-id i-0123 [--host H] [--port P]
+Run it alone with ``python -m emulators.imds --instance-id i-0123 [--host H] [--port P]
 [--role-name R]``; it prints one JSON line ``{"url": ...}`` and serves until SIGTERM/SIGINT. The
 instance twin (tests/twin/) runs it at 169.254.169.254:80 inside a private network namespace.
 """
@@ -27,8 +27,9 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Callable
+
+from emulators.serving import ThreadServed
 
 TOKEN_HEADER = "X-aws-ec2-metadata-token"  # noqa: S105 - a header name
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
@@ -91,7 +92,7 @@ def _iso(when: float) -> str:
     return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class ImdsEmulator:
+class ImdsEmulator(ThreadServed):
     """One simulated instance's metadata service."""
 
     def __init__(
@@ -121,8 +122,6 @@ class ImdsEmulator:
         self.token_requests = 0
         self.paths_read: list[str] = []
         self.authorization_headers_seen = 0  # credentials meant for other services
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- control ---------------------------------------------------------------------------
 
@@ -134,12 +133,7 @@ class ImdsEmulator:
             pass
 
         Handler.emulator = emulator
-        self._server = _QuietOnDisconnectServer((self._host, self._port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="imds-emulator", daemon=True
-        )
-        self._thread.start()
+        self._serve(_QuietOnDisconnectServer((self._host, self._port), Handler), "imds-emulator")
         return self.url
 
     @property
@@ -148,16 +142,6 @@ class ImdsEmulator:
             raise RuntimeError("emulator not started")
         port = int(self._server.server_address[1])
         return f"http://{self._host}:{port}"
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
 
     def schedule_spot_action(self, action: str = "terminate", in_s: float = 120) -> None:
         """Make ``spot/instance-action`` report ``action`` at now + ``in_s``."""
@@ -180,18 +164,6 @@ class ImdsEmulator:
         """Expire every issued token now (as if their TTL had passed)."""
         with self._lock:
             self._tokens = {token: 0.0 for token in self._tokens}
-
-    def __enter__(self) -> ImdsEmulator:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- request logic (called from handler threads) ---------------------------------------
 
@@ -413,9 +385,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m optfleet.imds_emulator``: serve one instance's metadata until stopped."""
+    """``python -m emulators.imds``: serve one instance's metadata until stopped."""
     parser = argparse.ArgumentParser(
-        prog="python -m optfleet.imds_emulator", description=__doc__.splitlines()[0]
+        prog="python -m emulators.imds", description=__doc__.splitlines()[0]
     )
     defaults = InstanceIdentity()
     parser.add_argument("--instance-id", required=True)

@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from optfleet.observations import observation_value
+
 
 def _meta(item: dict[str, Any]) -> dict[str, Any]:
     return item.get("metadata") or {}
@@ -30,17 +32,6 @@ def adopted_by(observation: dict[str, Any]) -> str | None:
     """The instance that adopted this suggestion from a dead one, if it was adopted."""
     value = _meta(observation).get("adopted_by")
     return str(value) if value else None
-
-
-def observation_value(observation: dict[str, Any]) -> float | None:
-    """The first metric value of a successful observation."""
-    if observation.get("failed"):
-        return None
-    values = observation.get("values") or []
-    if values and values[0].get("value") is not None:
-        return float(values[0]["value"])
-    value = observation.get("value")
-    return float(value) if value is not None else None
 
 
 @dataclass

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from worker_bootstrap.cost.keys import MAX_COST_USD
+
 EXPERIMENT_KEYS = {
     "name",
     "type",
@@ -29,7 +31,7 @@ EXPERIMENT_KEYS = {
     "linear_constraints",
     "num_solutions",
     "tasks",
-    "max_cost_usd",
+    MAX_COST_USD,
 }
 PARAMETER_KEYS = {
     "name",
@@ -196,18 +198,19 @@ def _validate_positive_int(spec: dict[str, Any], key: str, problems: list[str]) 
 
 def _move_cost_cap(spec: dict[str, Any], problems: list[str]) -> None:
     """``max_cost_usd`` travels in the experiment's metadata, so plain SigOpt servers keep it."""
-    if "max_cost_usd" not in spec:
+    key = MAX_COST_USD  # the same name at the file's top level and in the metadata
+    if key not in spec:
         return
-    cap = spec.pop("max_cost_usd")
+    cap = spec.pop(key)
     if not (_is_number(cap) and cap > 0):
-        problems.append(f"max_cost_usd: expected a positive number of US dollars, got {cap!r}")
+        problems.append(f"{key}: expected a positive number of US dollars, got {cap!r}")
         return
     given = spec.get("metadata")
     metadata: dict[str, Any] = given if isinstance(given, dict) else {}
-    if "max_cost_usd" in metadata:
-        problems.append("max_cost_usd: give it at the top level or in metadata, not both")
+    if key in metadata:
+        problems.append(f"{key}: give it at the top level or in metadata, not both")
         return
-    spec["metadata"] = {**metadata, "max_cost_usd": cap}
+    spec["metadata"] = {**metadata, key: cap}
 
 
 def validate_spec(raw: object, source: str = "experiment") -> dict[str, Any]:

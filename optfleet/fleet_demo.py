@@ -40,12 +40,13 @@ from rich.console import Console
 from rich.live import Live
 
 from optfleet.api_client import SigOptClient
-from optfleet.demo_cost import DemoCost
+from optfleet.cost.demo_cost import DemoCost
 from optfleet.demo_report import InstanceCounts, counts_by_instance, summarize
 from optfleet.demo_view import InstanceLine, render
 from optfleet.experiment_spec import load_spec_file
 from optfleet.fleet_sim import InstanceSpec, SimulatedInstance, new_instance_id
 from optfleet.local_server import LocalServer
+from worker_bootstrap.cost import keys
 from worker_bootstrap.journal import CREATED, EVALUATED
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +173,7 @@ class FleetDemo:
         if self.settings.max_cost_usd is not None:
             spec["metadata"] = {
                 **(spec.get("metadata") or {}),
-                "max_cost_usd": self.settings.max_cost_usd,
+                keys.MAX_COST_USD: self.settings.max_cost_usd,
             }
         experiment = self.client.create_experiment(spec)
         self.experiment_id = str(experiment["id"])

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from optfleet.api_client import ApiError
-from optfleet.demo_cost import print_cost_table
+from optfleet.cost.demo_cost import print_cost_table
 from optfleet.fleet_demo import DemoSettings, FleetDemo
 
 HELP = "simulate a whole fleet on this machine"

@@ -13,9 +13,9 @@ from rich.table import Table
 from optfleet.api_client import ApiError, client_from_args
 from optfleet.aws_inventory import TAG_KEY, make_clients, tagged_instances
 from optfleet.commands.experiment import add_api_arguments
-from optfleet.experiment_cost import Bucket, ExperimentCost, experiment_cost, usd
+from optfleet.cost.experiment_cost import Bucket, ExperimentCost, experiment_cost, usd
+from optfleet.cost.prices import operator_price_book
 from optfleet.fleet_status import FleetStatus, join_fleet_status
-from optfleet.prices import operator_price_book
 from worker_bootstrap.cost.fleet_spend import fleet_spend
 
 HELP = "instances joined with their suggestions"

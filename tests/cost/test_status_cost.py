@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from emulators.pricing import PricingEmulator
-from optfleet.experiment_cost import experiment_cost
+from optfleet.cost.experiment_cost import experiment_cost
 from optfleet.experiment_spec import SpecError, validate_spec
 from tests.agent.helpers import Api
 from tests.cli.conftest import MotoServer, run_cli

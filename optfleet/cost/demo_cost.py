@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emulators.pricing import PricingEmulator, SimulatedInstance, SimulatedPrice
-from optfleet.experiment_cost import experiment_cost, usd
+from optfleet.cost.experiment_cost import experiment_cost, usd
 from worker_bootstrap.cost.fleet_spend import fleet_spend
 from worker_bootstrap.cost.pricing import PriceBook
 

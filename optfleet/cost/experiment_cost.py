@@ -20,13 +20,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from optfleet.demo_report import observation_value
+from optfleet.observations import observation_value
 from worker_bootstrap.adoption import oldest_first
+from worker_bootstrap.cost import keys
 from worker_bootstrap.cost.attempt_spend import number_or_none as _number
 from worker_bootstrap.cost.attempt_spend import spent_so_far
 from worker_bootstrap.cost.cap import parse_cap
 from worker_bootstrap.cost.fleet_spend import FleetSpend
-from worker_bootstrap.cost.keys import MAX_COST_USD as METADATA_KEY
 
 
 @dataclass
@@ -134,10 +134,10 @@ class ExperimentCost:
 
 def _attempts(metadata: dict[str, Any]) -> tuple[Bucket, Bucket]:
     """(this attempt, earlier attempts) of an observation, from the agent's keys."""
-    total_s = _number(metadata.get("instance_seconds")) or 0.0
-    earlier_s = _number(metadata.get("earlier_attempts_seconds")) or 0.0
-    total_usd = _number(metadata.get("cost_usd"))
-    earlier_usd = _number(metadata.get("earlier_attempts_cost_usd"))
+    total_s = _number(metadata.get(keys.INSTANCE_SECONDS)) or 0.0
+    earlier_s = _number(metadata.get(keys.EARLIER_ATTEMPTS_SECONDS)) or 0.0
+    total_usd = _number(metadata.get(keys.COST_USD))
+    earlier_usd = _number(metadata.get(keys.EARLIER_ATTEMPTS_COST_USD))
     if earlier_usd is None and earlier_s == 0:
         earlier_usd = 0.0
     own_usd = None if total_usd is None or earlier_usd is None else total_usd - earlier_usd
@@ -158,7 +158,7 @@ def experiment_cost(
     )
     try:
         result.cap_usd = parse_cap(
-            ((experiment or {}).get("metadata") or {}).get(METADATA_KEY), METADATA_KEY
+            ((experiment or {}).get("metadata") or {}).get(keys.MAX_COST_USD), keys.MAX_COST_USD
         )
     except ValueError:
         result.cap_usd = None
@@ -175,7 +175,7 @@ def experiment_cost(
         else:
             result.evaluating.add(own.seconds, own.usd)
             result.interrupted.add(earlier.seconds, earlier.usd)
-        cost = _number(metadata.get("cost_usd"))
+        cost = _number(metadata.get(keys.COST_USD))
         cumulative = None if cumulative is None or cost is None else cumulative + cost
         result.observations.append(
             ObservationCost(
@@ -184,9 +184,9 @@ def experiment_cost(
                 instance_id=str(metadata.get("instance_id") or ""),
                 failed=bool(observation.get("failed")),
                 value=observation_value(observation),
-                instance_seconds=_number(metadata.get("instance_seconds")),
+                instance_seconds=_number(metadata.get(keys.INSTANCE_SECONDS)),
                 cost_usd=cost,
-                price_source=str(metadata.get("price_source") or ""),
+                price_source=str(metadata.get(keys.PRICE_SOURCE) or ""),
                 cumulative_usd=cumulative,
             )
         )

@@ -36,12 +36,14 @@ def _json_or_null(text_value: str | None) -> str:
 
 @dataclass(frozen=True)
 class RowsJson:
-    """Two JSON arrays (open suggestions, live observations) and their lengths."""
+    """Two JSON arrays (open suggestions, live observations) and their lengths, and each live
+    observation's (failed, metadata JSON text), newest first, for the cost figures."""
 
     suggestions: str
     observations: str
     suggestion_count: int
     observation_count: int
+    observation_metadata: list[tuple[bool, str | None]]
 
 
 def experiment_rows_json(session: Session, experiment_id: int) -> RowsJson:
@@ -91,5 +93,9 @@ def experiment_rows_json(session: Session, experiment_id: int) -> RowsJson:
         for oid, created, failed, sid, assignments, values, meta in observations
     )
     return RowsJson(
-        f"[{suggestion_rows}]", f"[{observation_rows}]", len(suggestions), len(observations)
+        f"[{suggestion_rows}]",
+        f"[{observation_rows}]",
+        len(suggestions),
+        len(observations),
+        [(bool(failed), meta) for _, _, failed, _, _, _, meta in observations],
     )

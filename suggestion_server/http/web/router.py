@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from suggestion_server.http.auth import authenticated_client
 from suggestion_server.http.web import sessions
+from suggestion_server.http.web.page_cost import page_cost
 from suggestion_server.http.web.queries import experiment_rows_json, token_by_id, token_row
 from suggestion_server.http.web.static_files import PLOTLY_NAME, plotly_version, static_file
 from suggestion_server.services.context import ServerContext
@@ -254,6 +255,7 @@ def experiment_payload(ctx: ServerContext, client_id: int, experiment_id: int) -
         },
         "parameters": parameters,
         "metrics": metrics,
+        "cost": page_cost(rows.observation_metadata),
     }
     text = json.dumps(head, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     document = f'{text[:-1]},"suggestions":{rows.suggestions},"observations":{rows.observations}}}'

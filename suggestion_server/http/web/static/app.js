@@ -153,35 +153,24 @@
       (e.state !== 'active' ? ' · ' + e.state : '') + costSummary();
   }
 
-  // The agents stamp cost_usd on each observation (absent when the price was unknown).
-  function cumulativeCosts(chronological) {
-    const costKey = data.metadata_keys.indexOf('cost_usd');
-    let total = 0;
-    return chronological.map((o) => {
-      const cost = costKey < 0 ? undefined : o[6][costKey];
-      if (total === null || typeof cost !== 'number') total = null;
-      else total += cost;
-      return total;
-    });
+  // The server splits the observations' cost (suggestion_server/domain/cost_split.py, the rule
+  // `optfleet status` uses too); the page only shows its figures.
+  function dollars(usd) {
+    return usd === null ? 'unknown' : '$' + usd.toFixed(4);
   }
 
-  // The split the page can know without EC2: failed evaluations and earlier (interrupted or
-  // taken-over) attempts are wasted; idle and boot time is in `optfleet status`.
   function costSummary() {
-    const costKey = data.metadata_keys.indexOf('cost_usd');
-    if (costKey < 0) return '';
-    const totals = cumulativeCosts(data.observations.slice().reverse());
-    const total = totals.length ? totals[totals.length - 1] : 0;
-    if (total === null) return ' · observations cost unknown (a price is unknown)';
-    const earlierKey = data.metadata_keys.indexOf('earlier_attempts_cost_usd');
-    let failed = 0;
-    let earlier = 0;
-    for (const o of data.observations) {
-      if (o[2] === 1) failed += o[6][costKey];
-      else if (earlierKey >= 0 && typeof o[6][earlierKey] === 'number') earlier += o[6][earlierKey];
+    const cost = data.cost;
+    if (!cost.priced) return '';
+    const n = cost.unknown_attempts;
+    const why = n ? n + (n === 1 ? " observation's" : " observations'") +
+      ' earlier attempts have no recorded cost' : '';
+    if (cost.total.usd === null) {
+      return ' · observations cost unknown (a price is unknown' + (why ? '; ' + why : '') + ')';
     }
-    return ' · observations cost $' + total.toFixed(4) + ' (wasted: failed $' + failed.toFixed(4) +
-      ', earlier attempts $' + earlier.toFixed(4) + ')';
+    return ' · observations cost ' + dollars(cost.total.usd) + ' (wasted: failed ' +
+      dollars(cost.failed.usd) + ', earlier attempts ' + dollars(cost.earlier_attempts.usd) +
+      (why ? ': ' + why : '') + ')';
   }
 
   function fillHead(table, names) {
@@ -263,7 +252,7 @@
     const table = $('history-table');
     const keys = usedKeys(data.observations, 6);
     renderFilterChoices(keys);
-    const costKey = data.metadata_keys.indexOf('cost_usd');
+    const costKey = data.metadata_keys.indexOf(data.cost.metadata_key);
     const rest = keys.slice(1).filter((k) => k !== costKey);
     fillHead(table, ['Id', 'Created (UTC)', 'Status', 'instance_id', 'Cost (USD)', ...data.metrics.map(metricLabel),
       ...data.parameters.map((p) => p.name), ...rest.map((k) => data.metadata_keys[k])]);
@@ -444,7 +433,7 @@
     let bestSoFar = null;
     const maximize = !metric || metric.objective !== 'minimize';
     const byCost = $('history-x').value === 'cost';
-    const costs = cumulativeCosts(chronological);
+    const costs = data.cost.cumulative_usd;  // the server's running total, oldest first
     chronological.forEach((o, n) => {
       const v = o[5][index];
       if (o[2] === 1 || v === null || v === undefined) return;

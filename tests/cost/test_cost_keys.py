@@ -1,0 +1,14 @@
+"""The server names the cost keys it reads itself (it may not import the agent): the same names."""
+
+from __future__ import annotations
+
+from suggestion_server.wire import cost_keys as server_keys
+from worker_bootstrap.cost import keys as agent_keys
+
+
+def test_the_server_reads_the_keys_the_agent_writes() -> None:
+    names = [name for name in vars(server_keys) if name.isupper() and name != "SPLIT_KEYS"]
+    assert names  # the check compares something
+    for name in names:
+        assert getattr(server_keys, name) == getattr(agent_keys, name), name
+    assert set(server_keys.SPLIT_KEYS) <= set(agent_keys.OBSERVATION_KEYS)

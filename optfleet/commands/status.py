@@ -13,9 +13,15 @@ from rich.table import Table
 from optfleet.api_client import ApiError, client_from_args
 from optfleet.aws_inventory import TAG_KEY, make_clients, tagged_instances
 from optfleet.commands.experiment import add_api_arguments
-from optfleet.cost.experiment_cost import Bucket, ExperimentCost, experiment_cost, usd
+from optfleet.cost.experiment_cost import (
+    ExperimentCost,
+    experiment_cost,
+    unknown_attempts_note,
+    usd,
+)
 from optfleet.cost.prices import operator_price_book
 from optfleet.fleet_status import FleetStatus, join_fleet_status
+from suggestion_server.domain.cost_split import Spend
 from worker_bootstrap.cost.fleet_spend import fleet_spend
 
 HELP = "instances joined with their suggestions"
@@ -69,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     status = join_fleet_status(instances, open_suggestions, observations)
     cost = experiment_cost(spend, observations, open_suggestions, experiment)
     if control is not None:
-        cost.control_plane = Bucket(control.seconds, control.usd)
+        cost.control_plane = Spend(control.seconds, control.usd)
     if args.json:
         body = {"experiment": args.experiment, **status.as_json(), "cost": cost.as_json()}
         print(json.dumps(body, indent=2, default=str))
@@ -155,6 +161,8 @@ def print_cost(console: Console, cost: ExperimentCost) -> None:
         f"idle/booting {usd(idle.usd if idle else None)}, wasted {usd(cost.wasted.usd)} "
         f"(failed {usd(cost.failed.usd)}, interrupted {usd(cost.interrupted.usd)})"
     )
+    if note := unknown_attempts_note(cost.split.unknown_attempts):
+        console.print(f"  [yellow]interrupted unknown[/yellow]: {note}")
     if cost.control_plane is not None:
         console.print(
             f"  control plane (its EC2 instances only, shared by its experiments): "

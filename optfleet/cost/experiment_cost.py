@@ -4,11 +4,11 @@ Pure functions over plain data (the fleet's EC2 spend, observations, open sugges
 `optfleet status` and the demo. The fleet total is EC2's view (launch to now or termination,
 times each instance's price); the split comes from what the agents stamped:
 
-- evaluating: the attempt that produced each successful observation, plus the running attempts of
-  open suggestions;
-- wasted: failed observations (every attempt), and earlier attempts of successful ones
-  (interrupted, crashed or taken over: their checkpoints may have saved part of that work, so
-  this is an upper bound);
+- the observations' part is the server's own function, ``suggestion_server.domain.cost_split``
+  (the experiment page shows the same figures): evaluating is the attempt that produced each
+  successful observation, wasted is failed observations (every attempt) and earlier attempts of
+  successful ones, an earlier attempt without a recorded cost is unknown (``unknown_attempts``);
+- evaluating also holds the running attempts of open suggestions;
 - idle/booting: the rest of the fleet's time (boot, waiting, draining, and duplicate work whose
   result was dropped after its last lease renewal).
 
@@ -21,30 +21,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from optfleet.observations import observation_value
+from suggestion_server.domain.cost_split import CostSplit, Spend, cost_split, number_or_none
 from worker_bootstrap.adoption import oldest_first
 from worker_bootstrap.cost import keys
-from worker_bootstrap.cost.attempt_spend import number_or_none as _number
 from worker_bootstrap.cost.attempt_spend import spent_so_far
 from worker_bootstrap.cost.cap import parse_cap
 from worker_bootstrap.cost.fleet_spend import FleetSpend
-
-
-@dataclass
-class Bucket:
-    """Instance-seconds and USD (None when some part's price is unknown)."""
-
-    seconds: float = 0.0
-    usd: float | None = 0.0
-
-    def add(self, seconds: float, usd: float | None) -> None:
-        self.seconds += seconds
-        self.usd = None if self.usd is None or usd is None else self.usd + usd
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "seconds": round(self.seconds, 1),
-            "usd": None if self.usd is None else round(self.usd, 6),
-        }
 
 
 @dataclass
@@ -66,37 +48,44 @@ class ObservationCost:
 class ExperimentCost:
     """Totals, the split, per-observation costs and the cap."""
 
-    fleet: Bucket | None  # None when EC2 could not be read
-    evaluating: Bucket = field(default_factory=Bucket)
-    in_progress: Bucket = field(default_factory=Bucket)
-    failed: Bucket = field(default_factory=Bucket)
-    interrupted: Bucket = field(default_factory=Bucket)
+    fleet: Spend | None  # None when EC2 could not be read
+    split: CostSplit = field(default_factory=CostSplit)  # the observations' part
+    in_progress: Spend = field(default_factory=Spend)
     observations: list[ObservationCost] = field(default_factory=list)
     fleet_usd_per_hour: float | None = None
     unknown_prices: list[str] = field(default_factory=list)
     cap_usd: float | None = None
     budget_reached: bool = False  # the observation budget came first: the cap did not stop it
-    control_plane: Bucket | None = None  # its EC2 instances, when asked for (shared by experiments)
+    control_plane: Spend | None = None  # its EC2 instances, when asked for (shared by experiments)
 
     @property
-    def wasted(self) -> Bucket:
-        total = Bucket()
-        total.add(self.failed.seconds, self.failed.usd)
-        total.add(self.interrupted.seconds, self.interrupted.usd)
-        return total
+    def evaluating(self) -> Spend:
+        """Attempts that produced successful observations, and the open suggestions' attempts."""
+        return self.split.evaluating.plus(self.in_progress)
 
     @property
-    def idle_booting(self) -> Bucket | None:
+    def failed(self) -> Spend:
+        return self.split.failed
+
+    @property
+    def interrupted(self) -> Spend:
+        """Earlier attempts of successful observations."""
+        return self.split.earlier_attempts
+
+    @property
+    def wasted(self) -> Spend:
+        return self.split.wasted
+
+    @property
+    def idle_booting(self) -> Spend | None:
         """Fleet time not spent on any attempt (never below 0: EC2 forgets old instances)."""
         if self.fleet is None:
             return None
-        used = Bucket()
-        for part in (self.evaluating, self.wasted):
-            used.add(part.seconds, part.usd)
+        used = self.evaluating.plus(self.wasted)
         usd = None
         if self.fleet.usd is not None and used.usd is not None:
             usd = max(0.0, self.fleet.usd - used.usd)
-        return Bucket(max(0.0, self.fleet.seconds - used.seconds), usd)
+        return Spend(max(0.0, self.fleet.seconds - used.seconds), usd)
 
     @property
     def cap_reached(self) -> bool:
@@ -122,6 +111,7 @@ class ExperimentCost:
                 **self.wasted.as_json(),
                 "failed": self.failed.as_json(),
                 "interrupted": self.interrupted.as_json(),
+                "unknown_attempts": self.split.unknown_attempts,
             },
             "control_plane": None if self.control_plane is None else self.control_plane.as_json(),
             "max_cost_usd": self.cap_usd,
@@ -132,18 +122,6 @@ class ExperimentCost:
         }
 
 
-def _attempts(metadata: dict[str, Any]) -> tuple[Bucket, Bucket]:
-    """(this attempt, earlier attempts) of an observation, from the agent's keys."""
-    total_s = _number(metadata.get(keys.INSTANCE_SECONDS)) or 0.0
-    earlier_s = _number(metadata.get(keys.EARLIER_ATTEMPTS_SECONDS)) or 0.0
-    total_usd = _number(metadata.get(keys.COST_USD))
-    earlier_usd = _number(metadata.get(keys.EARLIER_ATTEMPTS_COST_USD))
-    if earlier_usd is None and earlier_s == 0:
-        earlier_usd = 0.0
-    own_usd = None if total_usd is None or earlier_usd is None else total_usd - earlier_usd
-    return Bucket(total_s - earlier_s, own_usd), Bucket(earlier_s, earlier_usd)
-
-
 def experiment_cost(
     fleet: FleetSpend | None,
     observations: list[dict[str, Any]],
@@ -152,7 +130,7 @@ def experiment_cost(
 ) -> ExperimentCost:
     """The split for one experiment; ``fleet`` None when EC2 could not be read."""
     result = ExperimentCost(
-        fleet=None if fleet is None else Bucket(fleet.seconds, fleet.usd),
+        fleet=None if fleet is None else Spend(fleet.seconds, fleet.usd),
         fleet_usd_per_hour=None if fleet is None else fleet.usd_per_hour,
         unknown_prices=[] if fleet is None else fleet.unknown(),
     )
@@ -166,17 +144,10 @@ def experiment_cost(
     count = ((experiment or {}).get("progress") or {}).get("observation_count")
     if isinstance(budget, int) and isinstance(count, int):
         result.budget_reached = count >= budget
-    cumulative: float | None = 0.0
-    for observation in sorted(observations, key=oldest_first):
+    ordered = sorted(observations, key=oldest_first)
+    result.split = cost_split((bool(o.get("failed")), o.get("metadata") or {}) for o in ordered)
+    for observation, cumulative in zip(ordered, result.split.cumulative_usd):
         metadata = observation.get("metadata") or {}
-        own, earlier = _attempts(metadata)
-        if observation.get("failed"):
-            result.failed.add(own.seconds + earlier.seconds, _sum(own.usd, earlier.usd))
-        else:
-            result.evaluating.add(own.seconds, own.usd)
-            result.interrupted.add(earlier.seconds, earlier.usd)
-        cost = _number(metadata.get(keys.COST_USD))
-        cumulative = None if cumulative is None or cost is None else cumulative + cost
         result.observations.append(
             ObservationCost(
                 observation=str(observation["id"]),
@@ -184,8 +155,8 @@ def experiment_cost(
                 instance_id=str(metadata.get("instance_id") or ""),
                 failed=bool(observation.get("failed")),
                 value=observation_value(observation),
-                instance_seconds=_number(metadata.get(keys.INSTANCE_SECONDS)),
-                cost_usd=cost,
+                instance_seconds=number_or_none(metadata.get(keys.INSTANCE_SECONDS)),
+                cost_usd=number_or_none(metadata.get(keys.COST_USD)),
                 price_source=str(metadata.get(keys.PRICE_SOURCE) or ""),
                 cumulative_usd=cumulative,
             )
@@ -193,12 +164,7 @@ def experiment_cost(
     for suggestion in open_suggestions:
         seconds, usd = spent_so_far(suggestion.get("metadata") or {})
         result.in_progress.add(seconds, usd)
-    result.evaluating.add(result.in_progress.seconds, result.in_progress.usd)
     return result
-
-
-def _sum(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a + b
 
 
 def usd(value: float | None) -> str:
@@ -206,3 +172,11 @@ def usd(value: float | None) -> str:
     if value is None:
         return "unknown"
     return f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
+
+
+def unknown_attempts_note(count: int) -> str:
+    """Why the wasted part is unknown, or "" (the page words it the same way)."""
+    if not count:
+        return ""
+    whose = "observation's" if count == 1 else "observations'"
+    return f"{count} {whose} earlier attempts have no recorded cost"

@@ -6,14 +6,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
+from optfleet.cost.experiment_cost import experiment_cost
 from tests.agent.helpers import Api
 from tests.cost.conftest import TOKEN, create_experiment
+from tests.cost.test_status_cost import observe
 from tests.support.ports import wait_until
 from tests.support.server import RunningServer
 from tests.web.conftest import Fleet, sign_in
 
 COSTS = [0.25, 0.5, 0.125]  # chronological; the third observation failed
+# A successful observation whose earlier attempts have seconds but no recorded cost (a peer that
+# does not stamp earlier_attempts_cost_usd): the page used to count them as $0, the CLI as unknown.
+NO_EARLIER_COST = {"instance_seconds": 10, "earlier_attempts_seconds": 4, "cost_usd": 0.5}
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +37,15 @@ def costed(server: RunningServer) -> Fleet:
         else:
             body["values"] = [{"value": 1.0 + n}]
         api.call("POST", f"/experiments/{eid}/observations", json=body)
+    return Fleet(server=server, api=api, experiment_id=eid, other_token="")
+
+
+@pytest.fixture(scope="module")
+def unknown_earlier(server: RunningServer) -> Fleet:
+    api = Api(server.url, TOKEN)
+    eid = create_experiment(api, "cost page, earlier attempts unpriced")
+    for n, metadata in enumerate([{"cost_usd": 0.25, "instance_seconds": 5}, NO_EARLIER_COST]):
+        observe(api, eid, f"i-0webearly0000{n}", metadata, values=[{"value": 1.0 + n}])
     return Fleet(server=server, api=api, experiment_id=eid, other_token="")
 
 
@@ -62,3 +77,25 @@ def test_cost_column_summary_and_cost_axis(page: Any, costed: Fleet) -> None:
     title = page.evaluate("document.getElementById('plot-history').layout.xaxis.title.text")
     assert title == "cumulative cost (USD)"
     assert xs == [0.25, 0.75]  # best so far against what had been spent (failed one not drawn)
+
+
+def test_an_unpriced_earlier_attempt_is_unknown_on_the_page_and_in_the_cli(
+    page: Any, unknown_earlier: Fleet
+) -> None:
+    page.goto(unknown_earlier.page_url)
+    page.wait_for_selector("#app[data-rendered]")
+    summary = page.locator("#summary").text_content()
+    assert (
+        "observations cost $0.7500 (wasted: failed $0.0000, earlier attempts unknown: "
+        "1 observation's earlier attempts have no recorded cost)"
+    ) in summary
+    data = requests.get(
+        f"{unknown_earlier.page_url}/data.json", auth=(TOKEN, ""), timeout=30
+    ).json()["cost"]
+    observations = unknown_earlier.api.observations(unknown_earlier.experiment_id)
+    cli = experiment_cost(None, observations, [], {}).as_json()  # what `optfleet status` shows
+    assert data["unknown_attempts"] == cli["wasted"]["unknown_attempts"] == 1
+    assert data["earlier_attempts"] == cli["wasted"]["interrupted"] == {"seconds": 4.0, "usd": None}
+    assert data["evaluating"] == cli["evaluating"] == {"seconds": 11.0, "usd": None}
+    assert data["failed"] == cli["wasted"]["failed"] == {"seconds": 0.0, "usd": 0.0}
+    assert data["total"] == {"seconds": 15.0, "usd": 0.75}

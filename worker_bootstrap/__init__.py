@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from worker_bootstrap.api import RunSummary
+    from worker_bootstrap.run_summary import RunSummary
 
 
 def run(evaluate: Any, **settings: Any) -> RunSummary:

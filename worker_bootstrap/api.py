@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Optional, Union
 
-from worker_bootstrap.agent import RunSummary
 from worker_bootstrap.evaluation import Context, FunctionEvaluator
+from worker_bootstrap.run_summary import RunSummary
 from worker_bootstrap.runner import run_agent
 
 __all__ = ["Context", "RunSummary", "run"]

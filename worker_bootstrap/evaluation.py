@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol
 
 from worker_bootstrap.metadata import tail
 from worker_bootstrap.results import InvalidResult, Outcome, outcome_from_text, values_from
@@ -56,33 +56,31 @@ class Task:
         }
 
 
-class Running:
+class Running(Protocol):
     """A started evaluation."""
 
-    pid: Optional[int] = None
+    @property
+    def pid(self) -> Optional[int]:
+        """Its process (group) id, recorded in the journal; None when it runs in this process."""
 
     def poll(self) -> Optional[Outcome]:
         """The outcome once finished, else None."""
-        raise NotImplementedError
 
     def wait(self, timeout_s: float) -> Optional[Outcome]:
         """Block up to ``timeout_s`` for the outcome."""
-        raise NotImplementedError
 
     def terminate(self) -> None:
         """Ask the evaluation to stop (SIGTERM to its process group)."""
-        raise NotImplementedError
 
     def kill(self) -> None:
         """Stop it for good (SIGKILL to its process group)."""
-        raise NotImplementedError
 
 
-class Evaluator:
+class Evaluator(Protocol):
     """Starts evaluations."""
 
     def start(self, task: Task) -> Running:
-        raise NotImplementedError
+        """Start evaluating ``task``; returns at once."""
 
 
 def _die_with_parent() -> None:
@@ -118,7 +116,7 @@ def kill_stale_group(pid: Optional[int], start_time: Optional[str]) -> bool:
     return True
 
 
-class CommandRunning(Running):
+class CommandRunning:
     """A command started by :class:`CommandEvaluator`."""
 
     def __init__(self, task: Task, process: subprocess.Popen[bytes], started: float) -> None:
@@ -189,7 +187,7 @@ def _read_tail(path: Path) -> str:
         return ""
 
 
-class CommandEvaluator(Evaluator):
+class CommandEvaluator:
     """Runs ``command`` with the contract's environment, output going to the run directory."""
 
     def __init__(
@@ -244,8 +242,10 @@ class Context:
         self.metadata: Dict[str, Any] = {}
 
 
-class FunctionRunning(Running):
+class FunctionRunning:
     """A Python function evaluating in a daemon thread."""
+
+    pid: Optional[int] = None  # no process of its own
 
     def __init__(self, function: Callable[[Dict[str, Any], Context], Any], task: Task) -> None:
         self.context = Context(task)
@@ -285,7 +285,7 @@ class FunctionRunning(Running):
         self.context.stop_requested.set()
 
 
-class FunctionEvaluator(Evaluator):
+class FunctionEvaluator:
     """Evaluates with ``function(assignments, context)`` in this process."""
 
     def __init__(self, function: Callable[[Dict[str, Any], Context], Any]) -> None:

@@ -148,6 +148,16 @@ class Journal:
             return None
         return _entry_from(json.loads(path.read_text()))
 
+    def entry_for(self, experiment_id: str, suggestion: Dict[str, Any]) -> Entry:
+        """The journaled entry of a suggestion (its JSON from the API), or a new one, not saved."""
+        suggestion_id = str(suggestion["id"])
+        return self.load(experiment_id, suggestion_id) or Entry(
+            experiment_id=experiment_id,
+            suggestion_id=suggestion_id,
+            assignments=dict(suggestion.get("assignments") or {}),
+            created=int(suggestion.get("created") or 0),
+        )
+
     def entries(self, experiment_id: str) -> List[Entry]:
         """All entries of one experiment (unreadable files are skipped: they are never torn)."""
         found: List[Entry] = []

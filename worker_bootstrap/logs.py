@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
 import time
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any, Callable, Iterator, Optional
 
 
 class Redactor:
@@ -61,6 +62,13 @@ class EventLog:
         with self._lock:
             stream.write(line + "\n")
             stream.flush()
+
+    @contextlib.contextmanager
+    def working_on_suggestion(self, suggestion_id: str) -> Iterator[None]:
+        """Name ``suggestion_id`` in a fatal ``agent_error`` line raised while the body runs."""
+        self.working_on = suggestion_id
+        yield
+        self.working_on = None  # skipped when the body raises: the error names the suggestion
 
     def error(self, kind: str, message: str) -> None:
         """The one ``agent_error`` line a failed run ends with (same fields as every event)."""

@@ -11,15 +11,18 @@ from typing import IO, Any, Callable, Dict, Mapping, Optional, Tuple
 
 import requests
 
-from worker_bootstrap.agent import Agent, RunSummary
+from worker_bootstrap.agent import Agent
 from worker_bootstrap.api_client import ApiClient
 from worker_bootstrap.config import ConfigError, Settings, layered, needs_tags, settings_from
-from worker_bootstrap.crash import CrashHook
+from worker_bootstrap.crash import hooks_from_environ
 from worker_bootstrap.evaluation import Evaluator
 from worker_bootstrap.imds import ImdsClient, ImdsUnavailable
+from worker_bootstrap.instance import Instance
 from worker_bootstrap.journal import Journal, state_dir_error
 from worker_bootstrap.logs import EventLog
 from worker_bootstrap.retry import Backoff
+from worker_bootstrap.run_summary import RunSummary
+from worker_bootstrap.wiring import wire_agent
 
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
@@ -90,17 +93,15 @@ def build_agent(
         backoff=Backoff(attempts=settings.http_attempts),
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Agent(
-        settings=settings,
-        api=api,
-        identity=identity,
-        evaluator=evaluator_factory(settings),
-        journal=Journal(settings.state_dir),
-        log=log,
-        imds=imds,
-        boot_id=read_boot_id(),
-        hostname=socket.gethostname(),
-        crash=CrashHook.from_environ(environ),
+    return wire_agent(
+        settings,
+        api,
+        Instance(identity, hostname=socket.gethostname(), boot_id=read_boot_id(), imds=imds),
+        evaluator_factory(settings),
+        Journal(settings.state_dir),
+        log,
+        # The crash hook only when a test sets OPTFLEET_TEST_CRASH_AT (crash.py).
+        hooks=hooks_from_environ(environ),
         stop_event=stop_event,
     )
 

@@ -16,8 +16,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "worker_bootstrap"
 # Modules that need only the standard library (requests may be absent from a bare 3.9).
 PURE = ["config", "journal", "results", "metadata", "crash", "logs", "retry", "evaluation",
-        "install", "scan_cadence", "cost.keys", "cost.pricing", "cost.fleet_spend",
-        "cost.attempt_spend", "cost.cap"]  # fmt: skip
+        "install", "scan_cadence", "steps", "stop_flags", "clocks", "run_summary", "drain",
+        "cost.keys", "cost.pricing", "cost.fleet_spend", "cost.attempt_spend",
+        "cost.cap"]  # fmt: skip
 
 
 def python39() -> str | None:

@@ -26,15 +26,17 @@ from tests.agent.helpers import Api
 from tests.support.agent_requests import NAMES, kind_of
 from tests.support.fault_proxy import FaultProxy
 from tests.support.server import RunningServer
-from worker_bootstrap.agent import Agent
 from worker_bootstrap.api_client import ApiClient
+from worker_bootstrap.clocks import Clocks
 from worker_bootstrap.config import Settings
 from worker_bootstrap.evaluation import Evaluator, Running, Task
 from worker_bootstrap.imds import Identity
+from worker_bootstrap.instance import Instance
 from worker_bootstrap.journal import Journal
 from worker_bootstrap.logs import EventLog
 from worker_bootstrap.results import Outcome
 from worker_bootstrap.retry import Backoff
+from worker_bootstrap.wiring import wire_agent
 
 ME = "i-0traffic0000001"
 DEAD = "i-0dead000000001"
@@ -154,16 +156,16 @@ def run_agent(
             adopt_scan_rows=scan_rows,
             scan_filters=server_filter != "off",
         )
-        agent = Agent(
+        agent = wire_agent(
             settings=settings,
             api=ApiClient(proxy.url, server.token, timeout=(5.0, 30.0), backoff=Backoff(3)),
-            identity=Identity(ME, "c5.large", "us-east-1a", "us-east-1", "on-demand", "ami-1"),
+            instance=Instance(
+                Identity(ME, "c5.large", "us-east-1a", "us-east-1", "on-demand", "ami-1")
+            ),
             evaluator=SimulatedEvaluator(clock),
             journal=Journal(root),
             log=EventLog(lines, clock=clock.wall),
-            clock=clock.wall,
-            monotonic=clock,
-            sleep=clock.sleep,
+            clocks=Clocks(wall=clock.wall, monotonic=clock, sleep=clock.sleep),
             rng=random.Random(7),
         )
         summary = agent.run()

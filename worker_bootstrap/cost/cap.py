@@ -25,13 +25,13 @@ from typing import Any, Callable, Dict, Optional
 from worker_bootstrap.cost.fleet_spend import FleetSpend, fleet_spend
 from worker_bootstrap.cost.keys import MAX_COST_USD
 from worker_bootstrap.cost.pricing import PriceBook
-from worker_bootstrap.logs import EventLog
 from worker_bootstrap.cost.shared_spend import (
     RETRY_MIN_S,
     SharedFleetSpend,
     SpendFigure,
     SpendUnavailable,
 )
+from worker_bootstrap.logs import EventLog
 
 Request = Callable[[str, str, Optional[Dict[str, Any]]], Dict[str, Any]]
 

@@ -1,0 +1,120 @@
+"""Supervising one running evaluation: the lease kept fresh, spot notices and stop signals obeyed
+(SIGTERM, a grace period, then SIGKILL), the time limit enforced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from worker_bootstrap.config import Settings
+from worker_bootstrap.evaluation import Evaluator, Running, Task, process_start_time
+from worker_bootstrap.journal import Entry, Journal
+from worker_bootstrap.lease import LeaseKeeper
+from worker_bootstrap.logs import EventLog
+from worker_bootstrap.results import Outcome
+from worker_bootstrap.run_summary import RunSummary
+from worker_bootstrap.spot import SpotWatch
+from worker_bootstrap.steps import StepHooks
+from worker_bootstrap.stop_flags import StopFlags
+
+
+@dataclass(eq=False)
+class EvaluationSupervisor:
+    """Starts an evaluation and watches it until it yields an outcome or must be left."""
+
+    evaluator: Evaluator
+    settings: Settings
+    journal: Journal
+    lease: LeaseKeeper
+    spot: SpotWatch
+    stop: StopFlags
+    summary: RunSummary
+    log: EventLog
+    hooks: StepHooks
+    monotonic: Callable[[], float]
+
+    def supervise(self, task: Task, entry: Entry) -> Optional[Outcome]:
+        """The evaluation's outcome (a failure on timeout); None when the suggestion is left open
+        (stop signal, spot notice) or is no longer ours."""
+        running = self.evaluator.start(task)
+        if running.pid:
+            # Recorded so a restart can kill a group that outlived a crashed agent.
+            entry.child_pid = running.pid
+            entry.child_start = process_start_time(running.pid)
+            self.journal.save(entry)
+        self.log.event(
+            "evaluation_started",
+            task.suggestion_id,
+            resumed=int(task.resumed),
+            attempt=task.attempt,
+            checkpoint_dir=str(task.checkpoint_dir),
+            pid=running.pid,
+        )
+        self.hooks.evaluation_started(running, task)
+        return self._watch(running, task, entry)
+
+    def _watch(self, running: Running, task: Task, entry: Entry) -> Optional[Outcome]:
+        settings = self.settings
+        start = self.monotonic()
+        deadline = start + settings.timeout_s
+        next_spot = start + settings.spot_poll_s
+        renew_every = settings.lease_ttl_s / 3
+        next_lease = start + renew_every
+        tick = max(0.01, min(0.5, settings.spot_poll_s, renew_every))
+        while True:
+            outcome = running.wait(tick)
+            if outcome is not None:
+                return outcome
+            now = self.monotonic()
+            if self.stop.stop_requested():
+                return self._leave_open(running, task, "agent_stopping")
+            if now >= next_spot:
+                next_spot = now + settings.spot_poll_s
+                if self.spot.notice():
+                    return self._leave_open(
+                        running, task, "spot_interruption", record_interrupt=True
+                    )
+            if now >= next_lease:
+                next_lease = now + renew_every
+                if not self.lease.renew(entry):
+                    self._drop_lost(running, task)
+                    return None
+            if now >= deadline:
+                self._finish(running)
+                self.log.event(
+                    "evaluation_timed_out", task.suggestion_id, timeout_s=settings.timeout_s
+                )
+                return Outcome(
+                    failure_reason=f"evaluation timed out after {settings.timeout_s:g} s",
+                    metadata={"timeout_s": settings.timeout_s},
+                )
+
+    def _finish(self, running: Running) -> Optional[Outcome]:
+        running.terminate()
+        outcome = running.wait(self.settings.grace_s)
+        if outcome is None:
+            running.kill()
+            running.wait(5.0)
+        return outcome
+
+    def _leave_open(
+        self, running: Running, task: Task, why: str, record_interrupt: bool = False
+    ) -> Optional[Outcome]:
+        self.log.event(
+            "evaluation_stopping", task.suggestion_id, reason=why, grace_s=self.settings.grace_s
+        )
+        outcome = self._finish(running)
+        if outcome is not None and not outcome.failed:
+            return outcome  # it finished within the grace period: report the real result
+        if record_interrupt:
+            self.lease.record_interrupted(task.suggestion_id)
+        self.log.event("suggestion_left_open", task.suggestion_id, reason=why)
+        return None
+
+    def _drop_lost(self, running: Running, task: Task) -> None:
+        """Someone else owns the suggestion now: stop at once and forget it."""
+        running.kill()
+        running.wait(self.settings.grace_s)
+        self.log.event("ownership_lost", task.suggestion_id)
+        self.journal.forget(task.experiment_id, task.suggestion_id)
+        self.summary.dropped += 1

@@ -16,12 +16,14 @@ from suggestion_server.http.auth import TokenCache
 from suggestion_server.http.hot_writes import HotWrites
 from suggestion_server.http.routes import (
     best_assignments,
+    checkpoints,
     experiments,
     fleet_spend,
     health,
     observations,
     queued_suggestions,
     suggestions,
+    training_runs,
 )
 from suggestion_server.http.routes.common import reject_nul_in_query
 from suggestion_server.http.web.router import router as web_router
@@ -33,6 +35,7 @@ from suggestion_server.storage.migrate import upgrade_to_head
 from suggestion_server.storage.tokens import register_token
 from suggestion_server.wire.errors import install_error_handlers
 from suggestion_server.wire.schemas import REQUEST_MODELS
+from suggestion_server.wire.training_runs import TRAINING_RUN_REQUEST_MODELS
 
 log = logging.getLogger("suggestion_server")
 
@@ -63,7 +66,7 @@ def _install_openapi(app: FastAPI) -> None:
             return app.openapi_schema
         schema = original()
         _, defs = models_json_schema(
-            [(model, "validation") for model in REQUEST_MODELS],
+            [(model, "validation") for model in (*REQUEST_MODELS, *TRAINING_RUN_REQUEST_MODELS)],
             ref_template="#/components/schemas/{model}",
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -177,6 +180,8 @@ def create_app(
         observations,
         best_assignments,
         fleet_spend,
+        training_runs,
+        checkpoints,
     ):
         app.include_router(module.router)
     app.include_router(web_router)

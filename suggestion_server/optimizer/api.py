@@ -66,13 +66,16 @@ class SearchSpec:
 @dataclass(frozen=True)
 class ObservationRow:
     """A stored, non-deleted observation. ``values`` maps optimized and constraint metric names
-    to values."""
+    to values. ``stopped_at_step`` is the step at which the observation's training run was told
+    to stop early and stopped (None: no run, or it ran to its end); the optimizer does not use
+    it yet."""
 
     id: int
     suggestion_id: int | None
     assignments: Assignments
     values: Mapping[str, float] | None
     failed: bool
+    stopped_at_step: int | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from suggestion_server.domain.experiment_space import (
     validated_metrics,
     validated_parameters,
 )
+from suggestion_server.domain.training_monitor import validated_training_monitor
 from suggestion_server.pool.entries import drop_pool
 from suggestion_server.services.context import ServerContext
 from suggestion_server.services.render import experiment_json, pagination_json
@@ -187,6 +188,11 @@ def create_experiment(ctx: ServerContext, client_id: int, body: ExperimentCreate
     check_searchable(search_spec(0, kind, params, metrics, linear))
     if len(optimized_metrics(metrics)) > 1 and body.observation_budget is None:
         raise bad_request("observation_budget is required for experiments with 2 optimized metrics")
+    monitor = (
+        None
+        if body.training_monitor is None
+        else validated_training_monitor(body.training_monitor, metrics)
+    )
     now = ctx.now()
     with ctx.store.write() as session:
         experiment = Experiment(
@@ -200,6 +206,7 @@ def create_experiment(ctx: ServerContext, client_id: int, body: ExperimentCreate
             parameters_json=dumps(params),
             metrics_json=dumps(metrics),
             linear_constraints_json=dumps(linear) if linear else None,
+            training_monitor_json=dumps(monitor),
             observation_budget=body.observation_budget,
             parallel_bandwidth=body.parallel_bandwidth,
             version=0,
@@ -298,6 +305,13 @@ def update_experiment(
                 if "threshold" in change.model_fields_set:
                     by_name[change.name]["threshold"] = change.threshold
             experiment.metrics_json = dumps(metrics) or "[]"
+        if "training_monitor" in fields:
+            # Applies to checkpoints posted from now on; values recorded at rungs stay.
+            experiment.training_monitor_json = dumps(
+                None
+                if body.training_monitor is None
+                else validated_training_monitor(body.training_monitor, metrics)
+            )
         if body.parameters:
             stored = json.loads(experiment.parameters_json)
             updated = _updated_parameters(stored, body.parameters)

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
 from suggestion_server.domain.experiment_space import optimized_metrics, validated_assignments
+from suggestion_server.domain.metric_values import values_in_metric_order
 from suggestion_server.services.context import ServerContext
 from suggestion_server.services.render import observation_json, pagination_json
 from suggestion_server.storage.models import Experiment, Observation, Suggestion
@@ -26,6 +27,7 @@ from suggestion_server.storage.queries import (
     suggestion_and_its_observation,
     suggestion_in,
 )
+from suggestion_server.storage.training_runs import close_run, run_values_json
 from suggestion_server.wire.errors import ApiError, bad_request, not_found
 from suggestion_server.wire.jsonbody import short_json
 from suggestion_server.wire.paging import PageRequest
@@ -61,33 +63,12 @@ def _stored_values(
         values = [ValueIn(name=metrics[0]["name"], value=value, value_stddev=value_stddev)]
     if values is None:
         raise bad_request('Missing required json key "values"')
-    by_name = {m["name"]: m for m in metrics}
-    given: dict[str | None, ValueIn] = {}
-    for entry in values:
-        name = entry.name
-        if name is None and len(metrics) == 1:
-            name = metrics[0]["name"]
-        if name not in by_name:
-            expected = [m["name"] for m in metrics]
-            raise bad_request(
-                f"Unknown metric name in values: {short_json(entry.name)} - expected one of "
-                f"{short_json(expected)}"
-            )
-        if name in given:
-            raise bad_request(f"Duplicate value for metric {short_json(name)} in values")
-        given[name] = entry
+    stored = values_in_metric_order(metrics, values)
+    named = {v["name"] for v in stored}
     for metric in metrics:
-        if metric["strategy"] != "store" and metric["name"] not in given:
+        if metric["strategy"] != "store" and metric["name"] not in named:
             raise bad_request(f"Missing a value for metric {short_json(metric['name'])} in values")
-    return [
-        {
-            "name": m["name"],
-            "value": given[m["name"]].value,
-            "value_stddev": given[m["name"]].value_stddev,
-        }
-        for m in metrics
-        if m["name"] in given
-    ]
+    return stored
 
 
 def _objective_value(metrics: list[dict[str, Any]], stored: list[dict[str, Any]]) -> float | None:
@@ -204,6 +185,7 @@ def _create_in(
     metadata_json = dumps(body.metadata)
     values_json = dumps(values) or "[]"
     close = False
+    run_id = None
     if body.suggestion is not None:
         found = suggestion_and_its_observation(session, experiment_id, body.suggestion)
         if found is None:
@@ -219,6 +201,7 @@ def _create_in(
             ), None
         assignments_json = found.assignments_json
         close = not found.closed
+        run_id = found.training_run_id
     else:
         params = json.loads(experiment.parameters_json)
         assignments_json = dumps(validated_assignments(body.assignments or {}, params)) or "{}"
@@ -239,6 +222,8 @@ def _create_in(
     observation = Observation(id=insert_observation(session, row), **row)
     if close and body.suggestion is not None:
         close_suggestion(session, body.suggestion)
+    if run_id is not None:
+        close_run(session, run_id, observation.id, observation.failed, run_values_json(values), now)
     return observation_json(observation), observation
 
 
@@ -277,11 +262,12 @@ def fetch_observation(
 
 
 def _apply_update(
-    session: Session, experiment: Experiment, row: Observation, body: ObservationUpdate
+    session: Session, experiment: Experiment, row: Observation, body: ObservationUpdate, now: int
 ) -> bool:
     """Apply ``body`` to ``row``; True when something the engine reads changed."""
     fields = body.model_fields_set
     engine_visible = False
+    moved_onto_run = None
     if body.suggestion is not None and body.assignments is not None:
         raise bad_request("Provide at most one of `suggestion`, `assignments`")
     if body.suggestion is not None and body.suggestion != row.suggestion_id:
@@ -296,6 +282,7 @@ def _apply_update(
         row.suggestion_id = suggestion.id
         row.assignments_json = suggestion.assignments_json
         close_suggestion(session, suggestion.id)
+        moved_onto_run = None if found is None else found.training_run_id
         engine_visible = True
     elif body.assignments is not None:
         params = json.loads(experiment.parameters_json)
@@ -321,6 +308,10 @@ def _apply_update(
         engine_visible = True
     if "metadata" in fields:
         row.metadata_json = dumps(body.metadata)
+    if moved_onto_run is not None:
+        # Moved onto a suggestion with a training run: the observation ends that run.
+        values = json.loads(row.values_json)
+        close_run(session, moved_onto_run, row.id, row.failed, run_values_json(values), now)
     return engine_visible
 
 
@@ -335,9 +326,10 @@ def update_observation(
     with ctx.store.write() as session:
         experiment = experiment_for_client(session, client_id, experiment_id, lock=True)
         row = _observation_or_404(session, experiment_id, observation_id)
-        if _apply_update(session, experiment, row, body):
+        now = ctx.now()
+        if _apply_update(session, experiment, row, body, now):
             bump_version(session, experiment)
-        row.updated = ctx.now()
+        row.updated = now
         session.flush()
         return observation_json(row)
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from suggestion_server.storage.models import Experiment, Observation, QueuedSuggestion, Suggestion
+from suggestion_server.storage.models import (
+    Checkpoint,
+    Experiment,
+    Observation,
+    QueuedSuggestion,
+    Suggestion,
+    TrainingRun,
+)
 from suggestion_server.storage.queries import Page, ProgressRows, loads
 
 
@@ -110,9 +117,10 @@ def _parameter_json(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def experiment_json(row: Experiment, progress: ProgressRows | None) -> dict[str, Any]:
-    """An experiment (parameters sorted by name)."""
+    """An experiment (parameters sorted by name); ``training_monitor`` only when it has one, so
+    every other experiment reads exactly as before."""
     params = sorted(json.loads(row.parameters_json), key=lambda p: p["name"])
-    return {
+    rendered = {
         "object": "experiment",
         "id": str(row.id),
         "name": row.name,
@@ -134,6 +142,62 @@ def experiment_json(row: Experiment, progress: ProgressRows | None) -> dict[str,
         "observation_budget": row.observation_budget,
         "parallel_bandwidth": row.parallel_bandwidth,
         "progress": None if progress is None else progress_json(progress),
+    }
+    if row.training_monitor_json is not None:
+        rendered["training_monitor"] = json.loads(row.training_monitor_json)
+    return rendered
+
+
+def training_run_json(row: TrainingRun) -> dict[str, Any]:
+    """A training run: the fields of SigOpt's Core training monitor and of its runs, plus
+    ``stopped_at_step``/``stopping_reason`` once a stop was answered."""
+
+    def maybe_id(value: int | None) -> str | None:
+        return None if value is None else str(value)
+
+    rendered = {
+        "object": "training_run",
+        "id": str(row.id),
+        "name": row.name,
+        "state": row.state,
+        "client": str(row.client_id),
+        "user": None,
+        "project": row.project,
+        "experiment": maybe_id(row.experiment_id),
+        "suggestion": maybe_id(row.suggestion_id),
+        "observation": maybe_id(row.observation_id),
+        "finished": row.observation_id is not None or row.completed is not None,
+        "completed": row.completed,
+        "created": row.created,
+        "updated": row.updated,
+        "deleted": row.deleted,
+        "checkpoint_count": row.checkpoint_count,
+        "best_checkpoint": maybe_id(row.best_checkpoint_id),
+        "assignments": json.loads(row.assignments_json),
+        "values": {
+            name: {"object": "metric_evaluation", **entry}
+            for name, entry in json.loads(row.values_json).items()
+        },
+        "metadata": loads(row.metadata_json),
+    }
+    if row.stopped_at_step is not None:
+        rendered["stopped_at_step"] = row.stopped_at_step
+        rendered["stopping_reason"] = row.stopping_reason
+    return rendered
+
+
+def checkpoint_json(row: Checkpoint) -> dict[str, Any]:
+    """A checkpoint with the decision answered when it arrived."""
+    return {
+        "object": "checkpoint",
+        "id": str(row.id),
+        "training_run": str(row.training_run_id),
+        "created": row.created,
+        "step": row.step,
+        "values": _metric_evaluations(row.values_json),
+        "metadata": loads(row.metadata_json),
+        "should_stop": row.should_stop,
+        "stopping_reasons": json.loads(row.stopping_reasons_json),
     }
 
 

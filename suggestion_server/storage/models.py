@@ -7,7 +7,17 @@ value of an observation so that ``best_observation`` is one indexed query.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # BIGINT on PostgreSQL, but SQLite only autoincrements a column declared exactly INTEGER.
@@ -56,6 +66,8 @@ class Experiment(Base):
     parallel_bandwidth: Mapped[int | None] = mapped_column(Integer, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
     linear_constraints_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The resolved ``training_monitor`` (docs/api.md, "Training runs and early stopping").
+    training_monitor_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_experiments_client_id", "client_id", "id"),)
 
@@ -152,3 +164,85 @@ class FleetSpend(Base):
     measured_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     claimed_until: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class TrainingRun(Base):
+    """A training run: one evaluation of a suggestion, reporting checkpoints on its way.
+
+    ``suggestion_id`` is unique (one run per suggestion, so a retried create finds the same
+    run); ``experiment_id`` and ``suggestion_id`` are null for runs outside an experiment, and
+    ``project`` is kept for those (issue 20). ``observation_id`` is set once an observation for
+    the suggestion closes the run. ``rung_step`` is the highest early-stopping rung the run has
+    a value at; ``stopped_at_step``/``stopping_reason`` record the first stop answered.
+    """
+
+    __tablename__ = "training_runs"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(Id, ForeignKey("clients.id"))
+    project: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    experiment_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("experiments.id"), nullable=True
+    )
+    suggestion_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("suggestions.id"), nullable=True
+    )
+    observation_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("observations.id"), nullable=True
+    )
+    name: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    metadata_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    values_json: Mapped[str] = mapped_column(Text, default="{}")
+    assignments_json: Mapped[str] = mapped_column(Text, default="{}")
+    created: Mapped[int] = mapped_column(BigInteger)
+    updated: Mapped[int] = mapped_column(BigInteger)
+    completed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    checkpoint_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # No foreign key: checkpoints reference runs, and a cycle would complicate every DDL.
+    best_checkpoint_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    best_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rung_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    stopped_at_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    stopping_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("suggestion_id", name="uq_training_runs_suggestion"),
+        Index("ix_training_runs_experiment", "experiment_id", "deleted", "id"),
+    )
+
+
+class Checkpoint(Base):
+    """One checkpoint of a training run, with the stopping decision answered for it (stored,
+    so a re-post of the same step gets the same answer)."""
+
+    __tablename__ = "checkpoints"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    training_run_id: Mapped[int] = mapped_column(Id, ForeignKey("training_runs.id"))
+    step: Mapped[int] = mapped_column(BigInteger)
+    values_json: Mapped[str] = mapped_column(Text)
+    metadata_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[int] = mapped_column(BigInteger)
+    should_stop: Mapped[bool] = mapped_column(Boolean, default=False)
+    stopping_reasons_json: Mapped[str] = mapped_column(Text, default="{}")
+
+    __table_args__ = (UniqueConstraint("training_run_id", "step", name="uq_checkpoints_run_step"),)
+
+
+class RungValue(Base):
+    """A run's metric value when it first reached an early-stopping rung (a step of the
+    geometric ladder). A decision at a rung reads only that rung's rows."""
+
+    __tablename__ = "rung_values"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(Id, ForeignKey("experiments.id"))
+    rung_step: Mapped[int] = mapped_column(BigInteger)
+    training_run_id: Mapped[int] = mapped_column(Id, ForeignKey("training_runs.id"))
+    value: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "experiment_id", "rung_step", "training_run_id", name="uq_rung_values_run"
+        ),
+    )

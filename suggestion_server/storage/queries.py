@@ -23,12 +23,19 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from suggestion_server.optimizer.api import ObservationRow, OpenSuggestionRow
-from suggestion_server.storage.models import Experiment, Observation, QueuedSuggestion, Suggestion
+from suggestion_server.storage.models import (
+    Checkpoint,
+    Experiment,
+    Observation,
+    QueuedSuggestion,
+    Suggestion,
+    TrainingRun,
+)
 from suggestion_server.wire.errors import not_found
 from suggestion_server.wire.paging import PageRequest, paging_markers
 from suggestion_server.wire.schemas import MAX_ID
 
-Row = TypeVar("Row", Experiment, Suggestion, Observation, QueuedSuggestion)
+Row = TypeVar("Row", Experiment, Suggestion, Observation, QueuedSuggestion, TrainingRun, Checkpoint)
 
 
 def loads(text_value: str | None) -> Any:
@@ -60,6 +67,7 @@ _OBSERVATION = select(Observation).where(
 )
 _SUGGESTIONS = cast(Table, Suggestion.__table__)
 _OBSERVATIONS = cast(Table, Observation.__table__)
+_TRAINING_RUNS = cast(Table, TrainingRun.__table__)
 _CLOSE_SUGGESTION = (
     update(_SUGGESTIONS)
     .where(_SUGGESTIONS.c.id == bindparam("sid"), _SUGGESTIONS.c.closed.is_(False))
@@ -88,11 +96,14 @@ _SUGGESTION_AND_ITS_OBSERVATION = (
         _SUGGESTIONS.c.assignments_json,
         _SUGGESTIONS.c.closed,
         _OBSERVATIONS.c.id.label("observation_id"),
+        _TRAINING_RUNS.c.id.label("training_run_id"),
     )
     .outerjoin(
         _OBSERVATIONS,
         (_OBSERVATIONS.c.suggestion_id == _SUGGESTIONS.c.id) & _OBSERVATIONS.c.deleted.is_(False),
     )
+    # The suggestion's training run, if any (an observation for the suggestion ends it).
+    .outerjoin(_TRAINING_RUNS, _TRAINING_RUNS.c.suggestion_id == _SUGGESTIONS.c.id)
     .where(
         _SUGGESTIONS.c.id == bindparam("sid"),
         _SUGGESTIONS.c.experiment_id == bindparam("eid"),
@@ -207,8 +218,9 @@ def delete_suggestion_row(session: Session, suggestion_id: int) -> None:
 
 
 def suggestion_and_its_observation(session: Session, experiment_id: int, suggestion_id: int) -> Any:
-    """(id, assignments_json, closed, observation_id) of a non-deleted suggestion, with the
-    oldest live observation referencing it (None if there is none); None if no suggestion."""
+    """(id, assignments_json, closed, observation_id, training_run_id) of a non-deleted
+    suggestion, with the oldest live observation referencing it (None if there is none) and its
+    training run (None if it has none); None if no suggestion."""
     if not 0 < suggestion_id <= MAX_ID:
         return None
     return (
@@ -377,6 +389,13 @@ class SqlRowSource:
                 Observation.assignments_json,
                 Observation.values_json,
                 Observation.failed,
+                TrainingRun.stopped_at_step,
+                TrainingRun.last_step,
+            )
+            .outerjoin(
+                TrainingRun,
+                (TrainingRun.suggestion_id == Observation.suggestion_id)
+                & (TrainingRun.observation_id == Observation.id),
             )
             .where(
                 Observation.experiment_id == self._experiment_id,
@@ -386,7 +405,7 @@ class SqlRowSource:
             .order_by(Observation.id)
         ).all()
         result = []
-        for oid, sid, assignments, values, failed in rows:
+        for oid, sid, assignments, values, failed, stopped_at, last_step in rows:
             if oid in known:
                 continue
             mapped: dict[str, float] | None = None
@@ -403,6 +422,8 @@ class SqlRowSource:
                     assignments=json.loads(assignments),
                     values=mapped,
                     failed=bool(failed),
+                    # Told to stop and stopped there: a run that went on past the answer ran on.
+                    stopped_at_step=stopped_at if stopped_at == last_step else None,
                 )
             )
         return result

@@ -23,6 +23,7 @@ from pydantic import (
 from suggestion_server.wire.errors import bad_request
 from suggestion_server.wire.jsonbody import short_json
 from suggestion_server.wire.metadata import METADATA_JSON_SCHEMA, validate_metadata
+from suggestion_server.wire.training_monitor import TrainingMonitorIn, TrainingMonitorOut
 
 MAX_ID = 2**63 - 1
 
@@ -136,6 +137,7 @@ class ExperimentCreate(_Strict):
     tasks: list[Any] | None = None
     runs_only: bool | None = None
     development: bool | None = None
+    training_monitor: TrainingMonitorIn | None = None
 
 
 class BoundsUpdate(_Strict):
@@ -176,6 +178,8 @@ class ExperimentUpdate(_Strict):
     parameters: list[ParameterUpdate] | None = None
     state: Literal["active", "deleted"] | None = None
     project: str | None = None
+    # null removes the monitor; checkpoints then follow the no-monitor rules.
+    training_monitor: TrainingMonitorIn | None = None
 
 
 class SuggestionCreate(_Lenient):
@@ -324,6 +328,8 @@ class ExperimentOut(BaseModel):
     observation_budget: int | None
     parallel_bandwidth: int | None
     progress: ProgressOut | None
+    # Present only on experiments created or updated with one.
+    training_monitor: TrainingMonitorOut | None = None
 
 
 class SuggestionOut(BaseModel):

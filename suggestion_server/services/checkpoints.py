@@ -1,0 +1,293 @@
+"""Checkpoints of training runs, each answered with its early-stopping decision.
+
+The decision rides on the answer (no polling) and is stored with the checkpoint, so a re-post
+of a stored step returns the same checkpoint and the same decision. Checkpoints of one run are
+serialized by the run's row lock; a checkpoint that reaches a new rung of the cross-run rule
+also takes the experiment's decision lock (``lock_stopping_decisions``), so several server
+processes on one PostgreSQL decide as if one after another. Ordinary checkpoints take only the
+run's lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from suggestion_server.domain.early_stopping import (
+    Decision,
+    RungDecision,
+    StoppingPolicy,
+    best_of,
+    decide,
+    is_better,
+    rule_decision,
+    rung_reached,
+)
+from suggestion_server.domain.metric_values import values_in_metric_order
+from suggestion_server.domain.training_monitor import MAX_CHECKPOINTS, stopping_policy
+from suggestion_server.services.context import ServerContext
+from suggestion_server.services.render import checkpoint_json, pagination_json
+from suggestion_server.storage.models import Checkpoint, Experiment, TrainingRun
+from suggestion_server.storage.queries import dumps, loads, page_of
+from suggestion_server.storage.training_runs import (
+    checkpoint_at_step,
+    checkpoint_of_run,
+    experiment_of_run,
+    lock_stopping_decisions,
+    metric_curves,
+    record_rung_value,
+    run_for_client,
+    rung_values,
+)
+from suggestion_server.wire.errors import ApiError, bad_request
+from suggestion_server.wire.paging import PageRequest
+from suggestion_server.wire.training_runs import CheckpointCreate
+
+log = logging.getLogger("suggestion_server.checkpoints")
+
+
+def _experiment_for_checkpoints(session: Session, run: TrainingRun) -> Experiment:
+    experiment = experiment_of_run(session, run)
+    if experiment is None:
+        # Runs outside experiments (issue 20's project runs) cannot be created yet.
+        raise bad_request(f"Training run {run.id} belongs to no experiment")
+    if experiment.state == "deleted":
+        raise bad_request(f"Cannot create checkpoints for deleted experiment {experiment.id}")
+    return experiment
+
+
+def _replayed(run: TrainingRun, stored: Checkpoint, values: list[dict[str, Any]]) -> dict[str, Any]:
+    """A re-post of a stored step: the stored checkpoint and decision, or a 409."""
+    if json.loads(stored.values_json) == values:
+        return checkpoint_json(stored)
+    raise ApiError(
+        409,
+        f"Training run {run.id} already has checkpoint {stored.id} at step {stored.step} with "
+        f"different values; post a step after the last one ({run.last_step})",
+    )
+
+
+def _check_accepting(run: TrainingRun, policy: StoppingPolicy | None, step: int) -> None:
+    """403 once the run is closed or full; 400 for a step that does not move forward."""
+    if run.observation_id is not None:
+        raise ApiError(
+            403,
+            f"Training run {run.id} is closed: observation {run.observation_id} reports its "
+            "suggestion, so it takes no more checkpoints",
+        )
+    limit = MAX_CHECKPOINTS if policy is None else policy.max_checkpoints
+    if run.checkpoint_count >= limit:
+        raise ApiError(
+            403,
+            f"Training run {run.id} already has {run.checkpoint_count} checkpoints, the most "
+            f"its experiment's max_checkpoints ({limit}) allows",
+        )
+    if run.last_step is not None and step <= run.last_step:
+        raise bad_request(
+            f"Invalid step for training run {run.id}: {step} - non-monotonic step, expected a "
+            f"step after the last one ({run.last_step})"
+        )
+
+
+def _curve_metrics(
+    policy: StoppingPolicy | None, checkpoint_count: int, at_rung: bool
+) -> set[str | None]:
+    """The metrics whose curves this checkpoint's decision reads (often none: no read)."""
+    if policy is None:
+        return set()
+    wanted = {
+        c.metric
+        for c in policy.criteria
+        if checkpoint_count >= c.min_checkpoints and checkpoint_count > c.lookback_checkpoints
+    }
+    if at_rung and policy.rule == "median":
+        wanted.add(policy.metric)
+    return wanted
+
+
+def _new_rung(
+    policy: StoppingPolicy | None, run: TrainingRun, step: int, values: dict[str | None, float]
+) -> int | None:
+    """The rung this checkpoint reaches first for the run, if it is a decision point of the
+    cross-run rule (a run already told to stop reaches no more rungs)."""
+    if policy is None or policy.rule == "none" or run.stopping_reason is not None:
+        return None
+    if policy.metric not in values:
+        return None
+    rung = rung_reached(step, policy.grace_step, policy.reduction_factor)
+    if rung is None or (run.rung_step is not None and rung <= run.rung_step):
+        return None
+    return rung
+
+
+def _decided_at_rung(
+    session: Session,
+    policy: StoppingPolicy,
+    run: TrainingRun,
+    *,
+    experiment_id: int,
+    step: int,
+    rung: int,
+    value: float,
+    curve: list[float],
+) -> RungDecision:
+    """Record the run's value at ``rung`` and decide, under the experiment's decision lock:
+    the values read are exactly those recorded before this one."""
+    lock_stopping_decisions(session, experiment_id)
+    others = rung_values(session, experiment_id, rung)
+    record_rung_value(session, experiment_id, rung, run.id, value)
+    run.rung_step = rung
+    best = best_of([*curve, value], policy.is_maximized(policy.metric))
+    return rule_decision(
+        policy, step=step, rung_step=rung, value=value, best_so_far=best, others=others
+    )
+
+
+def _decision(
+    session: Session,
+    policy: StoppingPolicy | None,
+    run: TrainingRun,
+    experiment_id: int,
+    step: int,
+    values: dict[str | None, float],
+) -> Decision:
+    """The answer to the run's next checkpoint at ``step`` with ``values``; a new rung's value
+    is recorded on the way. Reads the run's curves only when a rule needs them."""
+    count = run.checkpoint_count + 1
+    rung = _new_rung(policy, run, step, values)
+    prior = metric_curves(session, run.id, _curve_metrics(policy, count, rung is not None))
+    rung_decision = None
+    if policy is not None and rung is not None:
+        rung_decision = _decided_at_rung(
+            session,
+            policy,
+            run,
+            experiment_id=experiment_id,
+            step=step,
+            rung=rung,
+            value=values[policy.metric],
+            curve=prior.get(policy.metric, []),
+        )
+    curves = {name: [*curve, values[name]] for name, curve in prior.items() if name in values}
+    return decide(
+        policy,
+        checkpoint_count=count,
+        curves=curves,
+        rung=rung_decision,
+        earlier_reason=run.stopping_reason,
+    )
+
+
+def _tracked_value(
+    policy: StoppingPolicy | None, metrics: list[dict[str, Any]], values: dict[str | None, float]
+) -> tuple[float, bool] | None:
+    """(value, maximize) of the metric ``best_checkpoint`` follows (the rule's, else the first
+    optimized one), or None when this checkpoint has no value of it."""
+    if policy is not None:
+        name = policy.metric
+    else:
+        name = next(m["name"] for m in metrics if m["strategy"] == "optimize")
+    if name not in values:
+        return None
+    maximize = next(m["objective"] == "maximize" for m in metrics if m["name"] == name)
+    return values[name], maximize
+
+
+def _advance(
+    run: TrainingRun,
+    checkpoint: Checkpoint,
+    decision: Decision,
+    tracked: tuple[float, bool] | None,
+    now: int,
+) -> None:
+    """The run after ``checkpoint``: counts, last step, best checkpoint, the first stop."""
+    run.checkpoint_count += 1
+    run.last_step = checkpoint.step
+    run.updated = now
+    if tracked is not None:
+        value, maximize = tracked
+        if run.best_value is None or is_better(value, run.best_value, maximize):
+            run.best_value = value
+            run.best_checkpoint_id = checkpoint.id
+    if decision.reason is not None and run.stopping_reason is None:
+        run.stopped_at_step = checkpoint.step
+        run.stopping_reason = decision.reason
+
+
+def create_checkpoint(
+    ctx: ServerContext,
+    client_id: int,
+    run_id: int,
+    body: CheckpointCreate,
+    experiment_id: int | None = None,
+) -> dict[str, Any]:
+    """Store a checkpoint and answer it with ``should_stop`` (docs/api.md, "Training runs and
+    early stopping")."""
+    if not body.values:
+        raise bad_request("Invalid value for values: [] - expected at least one metric evaluation")
+    with ctx.store.write() as session:
+        run = run_for_client(session, client_id, run_id, experiment_id=experiment_id, lock=True)
+        experiment = _experiment_for_checkpoints(session, run)
+        metrics = json.loads(experiment.metrics_json)
+        values = values_in_metric_order(metrics, body.values)
+        step = body.step if body.step is not None else (run.last_step or 0) + 1
+        stored = checkpoint_at_step(session, run.id, step)
+        if stored is not None:
+            return _replayed(run, stored, values)
+        policy = stopping_policy(loads(experiment.training_monitor_json), metrics)
+        _check_accepting(run, policy, step)
+        by_name = {v["name"]: float(v["value"]) for v in values}
+        decision = _decision(session, policy, run, experiment.id, step, by_name)
+        now = ctx.now()
+        checkpoint = Checkpoint(
+            training_run_id=run.id,
+            step=step,
+            values_json=dumps(values) or "[]",
+            metadata_json=dumps(body.metadata),
+            created=now,
+            should_stop=decision.should_stop,
+            stopping_reasons_json=dumps(decision.stopping_reasons) or "{}",
+        )
+        session.add(checkpoint)
+        session.flush()
+        _advance(run, checkpoint, decision, _tracked_value(policy, metrics, by_name), now)
+        session.flush()
+        if decision.reason is not None:
+            log.info(
+                "training run stopped experiment=%s training_run=%s step=%s reason=%s",
+                experiment.id,
+                run.id,
+                step,
+                decision.reason,
+            )
+        return checkpoint_json(checkpoint)
+
+
+def list_checkpoints(
+    ctx: ServerContext,
+    client_id: int,
+    run_id: int,
+    req: PageRequest,
+    experiment_id: int | None = None,
+) -> dict[str, Any]:
+    """A page of the run's checkpoints, newest first."""
+    with ctx.store.read() as session:
+        run = run_for_client(session, client_id, run_id, experiment_id=experiment_id)
+        page = page_of(session, Checkpoint, [Checkpoint.training_run_id == run.id], req)
+        return pagination_json(page, [checkpoint_json(c) for c in page.rows])
+
+
+def fetch_checkpoint(
+    ctx: ServerContext,
+    client_id: int,
+    run_id: int,
+    checkpoint_id: int,
+    experiment_id: int | None = None,
+) -> dict[str, Any]:
+    """One checkpoint of the run."""
+    with ctx.store.read() as session:
+        run = run_for_client(session, client_id, run_id, experiment_id=experiment_id)
+        return checkpoint_json(checkpoint_of_run(session, run.id, checkpoint_id))

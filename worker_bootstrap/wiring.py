@@ -194,7 +194,19 @@ def wire_agent(
         stop=stop,
         spot=spot,
         experiment=experiment,
-        cost_cap=CostCap(eid, region, prices, settings.max_cost_usd, clock=clocks.wall),
+        cost_cap=CostCap(
+            eid,
+            region,
+            prices,
+            settings.max_cost_usd,
+            clock=clocks.wall,
+            instance_id=me,
+            # The server's shared fleet figure (docs/api.md, "Fleet spend"); plain servers 404.
+            request=lambda method, path, body: api.request(
+                method, path, body=body, idempotent=method != "POST", attempts=2
+            ),
+            wait=stop.event.wait,
+        ),
         recovery=Recovery(
             journal=journal, experiment_id=eid, reporter=reporter, summary=summary, log=log
         ),

@@ -184,5 +184,7 @@ def cap_reached(cap: CostCap, experiment: Dict[str, Any], log: EventLog) -> bool
         cap_usd=check.cap_usd,
         instances=check.instances,
         reached=int(check.reached),
+        spend_age_s=round(check.age_s, 1),
+        spend_source=check.source,
     )
     return check.reached

@@ -8,7 +8,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_VALIDATION := false
 
 .PHONY: demo test lint typecheck pytest deps system-deps server bench clean wheelhouse \
-	bench-quality-deps bench-quality twin-root
+	bench-quality-deps bench-quality bench-broad twin-root
 
 demo: deps
 	$(BIN)/optfleet demo
@@ -115,17 +115,24 @@ server: deps
 bench: deps system-deps
 	$(BIN)/python -m benchmarks.run_all
 
-# The quality benchmark's optional dependencies: Optuna's GPSampler needs torch and scipy, its
-# CmaEsSampler cmaes, the SVC task scikit-learn. Kept out of every lock file: PyPI's x86_64 torch
-# wheel pulls the CUDA libraries (gigabytes); point TORCH at a CPU-only build where pip finds one.
+# The quality benchmarks' optional dependencies: Optuna's GPSampler needs torch and scipy, its
+# CmaEsSampler cmaes, the SVC task scikit-learn, the broad benchmark COCO's BBOB suite
+# (coco-experiment, module cocoex). Kept out of every lock file: PyPI's x86_64 torch wheel pulls
+# the CUDA libraries (gigabytes); point TORCH at a CPU-only build where pip finds one.
 TORCH ?= torch==2.13.0
 bench-quality-deps: deps
 	$(BIN)/python -m pip install -q --disable-pip-version-check scipy==1.17.1 cmaes==0.13.1 \
-	  scikit-learn==1.9.1 $(TORCH)
+	  scikit-learn==1.9.1 coco-experiment==2.8.2 $(TORCH)
 
 # 40 seeds x 8 problems x 5 methods (about 45 min on 2 quiet cores); Optuna's GPSampler takes most of it.
 bench-quality: bench-quality-deps
 	$(BIN)/python -m benchmarks.bench_quality $(BENCH_QUALITY_ARGS)
+
+# The broad benchmark (docs/benchmarks.md, "Broad benchmark"): the test split as reported, one
+# JSON file per run under benchmarks/results/broad (re-running resumes). Under nice: the machine is
+# shared. BENCH_BROAD_ARGS="--quick" for a CI-sized check.
+bench-broad: bench-quality-deps
+	nice -n 15 $(BIN)/python -m benchmarks.bench_broad --split test $(BENCH_BROAD_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules $(STAMPS) cdk.out .mypy_cache .ruff_cache .pytest_cache

@@ -7,7 +7,7 @@ STAMPS := .stamps
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_VALIDATION := false
 
-.PHONY: demo test lint typecheck pytest deps system-deps server bench clean wheelhouse \
+.PHONY: demo test test-fast lint typecheck pytest deps system-deps server bench clean wheelhouse \
 	bench-quality-deps bench-quality bench-broad twin-root
 
 demo: deps
@@ -107,7 +107,11 @@ typecheck: deps
 	$(BIN)/mypy suggestion_server optfleet infra emulators
 
 pytest: deps
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q --durations=30 $(PYTEST_ARGS)
+
+# For developers: everything but the slow modules (tests/conftest.py SLOW_MODULES), no lint.
+test-fast: deps
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 server: deps
 	$(BIN)/optfleet server

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "worker_bootstrap"
 PURE = ["config", "journal", "results", "metadata", "crash", "logs", "retry", "evaluation",
         "install", "scan_cadence", "steps", "stop_flags", "clocks", "run_summary", "drain",
         "cost.keys", "cost.pricing", "cost.fleet_spend", "cost.attempt_spend",
-        "cost.cap"]  # fmt: skip
+        "cost.cap", "progress", "progress_keys"]  # fmt: skip
 
 
 def python39() -> str | None:

@@ -29,6 +29,7 @@ KEYS = (
     "AWS_DEFAULT_REGION",
     # Tuning knobs (documented in docs/agent.md); defaults suit production.
     "OPTFLEET_SPOT_POLL_INTERVAL",
+    "OPTFLEET_PROGRESS_POLL_INTERVAL",
     "OPTFLEET_GRACE_PERIOD",
     "OPTFLEET_HTTP_TIMEOUT",
     "OPTFLEET_HTTP_ATTEMPTS",
@@ -74,6 +75,7 @@ class Settings:
     imds_disabled: bool = False
     region: Optional[str] = None
     spot_poll_s: float = 5.0
+    progress_poll_s: float = 0.2  # how often the progress file is read while evaluating
     grace_s: float = 30.0
     http_timeout_s: float = 30.0
     http_attempts: int = 6
@@ -232,6 +234,7 @@ def settings_from(values: Mapping[str, str], command: Optional[List[str]] = None
         "OPTFLEET_TIMEOUT": "timeout_s",
         "OPTFLEET_LEASE_TTL": "lease_ttl_s",
         "OPTFLEET_SPOT_POLL_INTERVAL": "spot_poll_s",
+        "OPTFLEET_PROGRESS_POLL_INTERVAL": "progress_poll_s",
         "OPTFLEET_GRACE_PERIOD": "grace_s",
         "OPTFLEET_HTTP_TIMEOUT": "http_timeout_s",
         "OPTFLEET_CLAIM_SETTLE": "claim_settle_s",

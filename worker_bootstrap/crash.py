@@ -4,9 +4,10 @@ Steps (steps.py): ``after_suggestion_create`` (the server returned the suggestio
 journaled yet), ``during_evaluation`` (the evaluation has started and written into its checkpoint
 directory), ``after_evaluation`` (the result is journaled, not yet reported), ``after_report`` (the
 server accepted the observation, the journal not yet updated), ``after_claim`` (an adoption claim
-was written, before the settle wait). ``@N`` fires on the N-th time the step is reached (default
-1). Used only by tests and the demo to make crash points deterministic; unset in production, where
-the agent gets no hook at all (:func:`hooks_from_environ`).
+was written, before the settle wait), ``after_checkpoint_post`` (the server stored a progress
+line's checkpoint, its answer not yet acted on or journaled). ``@N`` fires on the N-th time the
+step is reached (default 1). Used only by tests and the demo to make crash points deterministic;
+unset in production, where the agent gets no hook at all (:func:`hooks_from_environ`).
 """
 
 from __future__ import annotations

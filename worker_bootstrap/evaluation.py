@@ -19,6 +19,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol
 
 from worker_bootstrap.metadata import tail
+from worker_bootstrap.progress import append_line, stop_decided
+from worker_bootstrap.progress_keys import (
+    PROGRESS_FILE_ENV,
+    PROGRESS_FILE_NAME,
+    STOP_FILE_ENV,
+    STOP_FILE_NAME,
+)
 from worker_bootstrap.results import InvalidResult, Outcome, outcome_from_text, values_from
 
 # Environment variables that must not leak into the user's evaluation.
@@ -42,6 +49,16 @@ class Task:
     def result_file(self) -> Path:
         return self.run_dir / "result.json"
 
+    @property
+    def progress_file(self) -> Path:
+        """Where the evaluation appends one JSON line per step (progress.py)."""
+        return self.run_dir / PROGRESS_FILE_NAME
+
+    @property
+    def stop_file(self) -> Path:
+        """Written by the agent once the server stopped the suggestion's training run."""
+        return self.run_dir / STOP_FILE_NAME
+
     def environment(self) -> Dict[str, str]:
         """The evaluation contract's variables."""
         return {
@@ -50,6 +67,8 @@ class Task:
             "OPTFLEET_INSTANCE_ID": self.instance_id,
             "OPTFLEET_ASSIGNMENTS": json.dumps(self.assignments, sort_keys=True),
             "OPTFLEET_RESULT_FILE": str(self.result_file),
+            PROGRESS_FILE_ENV: str(self.progress_file),
+            STOP_FILE_ENV: str(self.stop_file),
             "OPTFLEET_CHECKPOINT_DIR": str(self.checkpoint_dir),
             "OPTFLEET_RESUMED": "1" if self.resumed else "0",
             "OPTFLEET_ATTEMPT": str(self.attempt),
@@ -240,6 +259,25 @@ class Context:
         self.attempt = task.attempt
         self.stop_requested = threading.Event()
         self.metadata: Dict[str, Any] = {}
+        self.progress_file = task.progress_file
+        self.stop_file = task.stop_file
+        self._progress_lock = threading.Lock()
+
+    def report(
+        self,
+        step: int,
+        value: Optional[float] = None,
+        values: Optional[List[Dict[str, Any]]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> bool:
+        """Report one step's ``value`` (or named ``values``) as a progress line; True when the
+        evaluation should stop: the server stopped its training run (the decision for a line
+        arrives within about a second of it, so a loop that reports every step stops at the next
+        report after it) or the agent is stopping (``stop_requested``). Returning then reports
+        the returned value with ``stopped_early``; the agent never kills a function."""
+        with self._progress_lock:
+            append_line(self.progress_file, step, value, values, metadata)
+        return self.stop_requested.is_set() or stop_decided(self.stop_file)
 
 
 class FunctionRunning:
@@ -293,4 +331,5 @@ class FunctionEvaluator:
 
     def start(self, task: Task) -> Running:
         task.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        task.run_dir.mkdir(parents=True, exist_ok=True)  # its progress and stop files
         return FunctionRunning(self.function, task)

@@ -39,6 +39,13 @@ class Entry:
     claim_nonce: Optional[str] = None
     previous_instance_ids: str = ""
     lease_expires_at: float = 0.0
+    # Early stopping (progress_forwarding.py): the suggestion's training run, the last step the
+    # server acknowledged and the progress file's offset just past its line, the stop decided.
+    training_run_id: Optional[str] = None
+    progress_step: Optional[int] = None
+    progress_offset: int = 0
+    stopped_at_step: Optional[int] = None
+    stopping_reason: Optional[str] = None
 
 
 def atomic_write(path: Path, data: bytes) -> None:

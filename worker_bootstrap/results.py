@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 
@@ -102,3 +103,15 @@ def outcome_from_text(text: str) -> Outcome:
     except ValueError as exc:
         raise InvalidResult(f"result file is not valid JSON ({exc})") from None
     return outcome_from_json(raw)
+
+
+def result_in(path: Path) -> Optional[Outcome]:
+    """The outcome of a result file that exists and follows the contract, else None."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    try:
+        return outcome_from_text(text)
+    except InvalidResult:
+        return None

@@ -16,6 +16,7 @@ class RunSummary:
     adopted: int = 0
     reported_from_journal: int = 0
     dropped: int = 0
+    stopped_early: int = 0  # evaluations whose training run the server stopped
     interrupted: bool = False
     stop_reason: str = ""
     drained: str = ""
@@ -30,4 +31,5 @@ class RunSummary:
             "adopted": self.adopted,
             "reported_from_journal": self.reported_from_journal,
             "dropped": self.dropped,
+            "stopped_early": self.stopped_early,
         }

@@ -16,7 +16,16 @@ DURING_EVALUATION = "during_evaluation"  # the evaluation started
 AFTER_EVALUATION = "after_evaluation"  # the result is journaled, not yet reported
 AFTER_REPORT = "after_report"  # the server accepted the observation, the journal not updated
 AFTER_CLAIM = "after_claim"  # an adoption claim was written, before the settle wait
-STEPS = (AFTER_SUGGESTION_CREATE, DURING_EVALUATION, AFTER_EVALUATION, AFTER_REPORT, AFTER_CLAIM)
+# The server stored a progress line's checkpoint; its answer neither acted on nor journaled.
+AFTER_CHECKPOINT_POST = "after_checkpoint_post"
+STEPS = (
+    AFTER_SUGGESTION_CREATE,
+    DURING_EVALUATION,
+    AFTER_EVALUATION,
+    AFTER_REPORT,
+    AFTER_CLAIM,
+    AFTER_CHECKPOINT_POST,
+)
 
 
 class StepHooks(Protocol):

@@ -1,5 +1,6 @@
 """Supervising one running evaluation: the lease kept fresh, spot notices and stop signals obeyed
-(SIGTERM, a grace period, then SIGKILL), the time limit enforced."""
+(SIGTERM, a grace period, then SIGKILL), its progress forwarded and the server's early stop obeyed
+the same way, the time limit enforced."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from worker_bootstrap.evaluation import Evaluator, Running, Task, process_start_
 from worker_bootstrap.journal import Entry, Journal
 from worker_bootstrap.lease import LeaseKeeper
 from worker_bootstrap.logs import EventLog
-from worker_bootstrap.results import Outcome
+from worker_bootstrap.progress_forwarding import Forwarding, ProgressForwarder, StopDecision
+from worker_bootstrap.results import Outcome, result_in
 from worker_bootstrap.run_summary import RunSummary
 from worker_bootstrap.spot import SpotWatch
 from worker_bootstrap.steps import StepHooks
@@ -27,6 +29,7 @@ class EvaluationSupervisor:
     journal: Journal
     lease: LeaseKeeper
     spot: SpotWatch
+    progress: ProgressForwarder
     stop: StopFlags
     summary: RunSummary
     log: EventLog
@@ -34,8 +37,26 @@ class EvaluationSupervisor:
     monotonic: Callable[[], float]
 
     def supervise(self, task: Task, entry: Entry) -> Optional[Outcome]:
-        """The evaluation's outcome (a failure on timeout); None when the suggestion is left open
-        (stop signal, spot notice) or is no longer ours."""
+        """The evaluation's outcome (a failure on timeout; the last progress values when the
+        server stopped its run); None when the suggestion is left open (stop signal, spot
+        notice) or is no longer ours."""
+        forwarding = self.progress.forwarding(task, entry)
+        try:
+            standing = forwarding.standing_stop()
+            if standing is not None:
+                # Stopped before a crash or by the previous owner: nothing more to evaluate.
+                self.log.event(
+                    "evaluation_skipped",
+                    task.suggestion_id,
+                    reason="early_stop",
+                    **standing.fields(),
+                )
+                return self._stopped_early(forwarding, standing, before=None, after=None)
+            return self._run(task, entry, forwarding)
+        finally:
+            forwarding.close()
+
+    def _run(self, task: Task, entry: Entry, forwarding: Forwarding) -> Optional[Outcome]:
         running = self.evaluator.start(task)
         if running.pid:
             # Recorded so a restart can kill a group that outlived a crashed agent.
@@ -51,19 +72,22 @@ class EvaluationSupervisor:
             pid=running.pid,
         )
         self.hooks.evaluation_started(running, task)
-        return self._watch(running, task, entry)
+        return self._watch(running, task, entry, forwarding)
 
-    def _watch(self, running: Running, task: Task, entry: Entry) -> Optional[Outcome]:
+    def _watch(
+        self, running: Running, task: Task, entry: Entry, forwarding: Forwarding
+    ) -> Optional[Outcome]:
         settings = self.settings
         start = self.monotonic()
         deadline = start + settings.timeout_s
         next_spot = start + settings.spot_poll_s
         renew_every = settings.lease_ttl_s / 3
         next_lease = start + renew_every
-        tick = max(0.01, min(0.5, settings.spot_poll_s, renew_every))
+        tick = max(0.01, min(0.5, settings.spot_poll_s, renew_every, settings.progress_poll_s))
         while True:
             outcome = running.wait(tick)
             if outcome is not None:
+                forwarding.drain()
                 return outcome
             now = self.monotonic()
             if self.stop.stop_requested():
@@ -74,6 +98,9 @@ class EvaluationSupervisor:
                     return self._leave_open(
                         running, task, "spot_interruption", record_interrupt=True
                     )
+            decision = forwarding.poll()
+            if decision is not None:
+                return self._stop_early(running, task, forwarding, decision)
             if now >= next_lease:
                 next_lease = now + renew_every
                 if not self.lease.renew(entry):
@@ -95,6 +122,34 @@ class EvaluationSupervisor:
         if outcome is None:
             running.kill()
             running.wait(5.0)
+        return outcome
+
+    def _stop_early(
+        self, running: Running, task: Task, forwarding: Forwarding, decision: StopDecision
+    ) -> Outcome:
+        """The server stopped the run: stop the evaluation as for a spot notice; its result file
+        wins if it was written before the stop, else the last progress values are the result."""
+        self.log.event(
+            "evaluation_stopping",
+            task.suggestion_id,
+            reason="early_stop",
+            grace_s=self.settings.grace_s,
+            **decision.fields(),
+        )
+        before = result_in(task.result_file)
+        after = self._finish(running)
+        return self._stopped_early(forwarding, decision, before, after)
+
+    def _stopped_early(
+        self,
+        forwarding: Forwarding,
+        decision: StopDecision,
+        before: Optional[Outcome],
+        after: Optional[Outcome],
+    ) -> Outcome:
+        outcome = forwarding.outcome_after_stop(decision, before, after)
+        if before is None:
+            self.summary.stopped_early += 1
         return outcome
 
     def _leave_open(

@@ -2,7 +2,8 @@
 
 From the outside in: the loop (agent.py) scans (scanning.py: lists, resumes, adopts), creates
 suggestions (suggestion_create.py) and runs attempts (attempt.py), which supervise the evaluation
-(supervision.py: lease, spot notice, timeout) and report it (reporting.py).
+(supervision.py: lease, spot notice, progress and early stop, timeout) and report it
+(reporting.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from worker_bootstrap.journal import Journal
 from worker_bootstrap.lease import LeaseKeeper
 from worker_bootstrap.logs import EventLog
 from worker_bootstrap.orphans import OrphanAdopter
+from worker_bootstrap.progress_forwarding import ProgressForwarder
 from worker_bootstrap.recovery import Recovery
 from worker_bootstrap.reporting import ObservationReporter
 from worker_bootstrap.resuming import Resumer
@@ -40,6 +42,7 @@ from worker_bootstrap.steps import NO_HOOKS, StepHooks
 from worker_bootstrap.stop_flags import StopFlags
 from worker_bootstrap.suggestion_create import SuggestionCreator
 from worker_bootstrap.supervision import EvaluationSupervisor
+from worker_bootstrap.training_runs import TrainingRuns
 
 
 def wire_agent(
@@ -112,6 +115,14 @@ def wire_agent(
         journal=journal,
         lease=lease,
         spot=spot,
+        # Progress lines as checkpoints of the suggestion's training run (docs/api.md).
+        progress=ProgressForwarder(
+            runs=TrainingRuns(api, eid, log),
+            journal=journal,
+            identity=instance.metadata,
+            log=log,
+            hooks=hooks,
+        ),
         stop=stop,
         summary=summary,
         log=log,

@@ -9,11 +9,17 @@ contract (docs/agent.md):
   ``{"failed": true, "reason": "..."}`` when the run diverges;
 - saves a checkpoint after every step into ``OPTFLEET_CHECKPOINT_DIR`` and continues from it when
   started again (after a reboot, or on another instance after a spot interruption);
-- on SIGTERM (spot interruption notice, agent shutdown) saves its checkpoint and exits 143.
+- appends one progress line per step to ``OPTFLEET_PROGRESS_FILE`` (``{"step": 3, "value": x}``):
+  the agent forwards each as a checkpoint of the suggestion's training run, and when the server's
+  early-stopping rule stops the run, the agent SIGTERMs this process and reports the last line;
+- on SIGTERM (spot interruption notice, agent shutdown, early stop) saves its checkpoint and exits
+  143.
 
 The "training" runs ``HARTMANN6_STEPS`` steps (default 10) spread over ``HARTMANN6_SECONDS``
-seconds (default 3). Runs with ``x1 + x2 > HARTMANN6_DIVERGE_ABOVE`` (default 1.4) diverge halfway,
-so the failed-observation path is exercised for real. Only the standard library is used.
+seconds (default 3); the value after each step follows a learning curve that reaches the
+Hartmann-6 value at the last step (a run worse at one step is worse at every step). Runs with
+``x1 + x2 > HARTMANN6_DIVERGE_ABOVE`` (default 1.4) diverge halfway, so the failed-observation path
+is exercised for real. Only the standard library is used.
 """
 
 from __future__ import annotations
@@ -78,6 +84,18 @@ def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def value_at_step(final: float, step: int, steps: int) -> float:
+    """The "training" curve: from 0 at step 0 to ``final`` at the last step, fast at first."""
+    return final * (1.0 - math.exp(-3.0 * step / steps)) / (1.0 - math.exp(-3.0))
+
+
+def report_progress(progress: Path | None, step: int, value: float) -> None:
+    """Append one progress line (a single write, so the agent never reads half of it)."""
+    if progress is not None:
+        with progress.open("a") as handle:
+            handle.write(json.dumps({"step": step, "value": value}) + "\n")
+
+
 def load_step(checkpoint: Path | None) -> int:
     """Return the number of steps already done according to the checkpoint (0 without one)."""
     if checkpoint is None or not checkpoint.exists():
@@ -93,6 +111,8 @@ def main() -> int:
     result_file = Path(os.environ["OPTFLEET_RESULT_FILE"])
     checkpoint_dir = os.environ.get("OPTFLEET_CHECKPOINT_DIR")
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+    progress_file = os.environ.get("OPTFLEET_PROGRESS_FILE")
+    progress = Path(progress_file) if progress_file else None
     steps = int(os.environ.get("HARTMANN6_STEPS", "10"))
     step_s = float(os.environ.get("HARTMANN6_SECONDS", "3")) / steps
     diverge_above = float(os.environ.get("HARTMANN6_DIVERGE_ABOVE", "1.4"))
@@ -131,6 +151,7 @@ def main() -> int:
             write_json_atomically(
                 checkpoint, {"step": step, "steps": steps, "suggestion_id": suggestion_id}
             )
+        report_progress(progress, step, value_at_step(final, step, steps))
 
     write_json_atomically(
         result_file,

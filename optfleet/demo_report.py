@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from optfleet.observations import observation_value
+from worker_bootstrap.progress_keys import STOPPED_AT_STEP, STOPPED_EARLY, STOPPING_REASON
 
 
 def _meta(item: dict[str, Any]) -> dict[str, Any]:
@@ -26,6 +27,11 @@ def _truthy(value: object) -> bool:
 def is_resumed(observation: dict[str, Any]) -> bool:
     """The agent resumed this suggestion after a restart on the same instance."""
     return _truthy(_meta(observation).get("resumed"))
+
+
+def is_stopped_early(observation: dict[str, Any]) -> bool:
+    """The server's early-stopping rule stopped this suggestion's training run."""
+    return _truthy(_meta(observation).get(STOPPED_EARLY))
 
 
 def adopted_by(observation: dict[str, Any]) -> str | None:
@@ -114,6 +120,15 @@ def summarize(
         for o in observations
         if is_resumed(o)
     ]
+    stopped = [
+        {
+            "suggestion": o.get("suggestion"),
+            "stopped_at_step": _meta(o).get(STOPPED_AT_STEP),
+            "stopping_reason": _meta(o).get(STOPPING_REASON),
+        }
+        for o in observations
+        if is_stopped_early(o)
+    ]
     by_instance = {
         k: v.done + v.failed for k, v in sorted(counts_by_instance(observations).items())
     }
@@ -126,6 +141,8 @@ def summarize(
         "resumed_suggestions": resumed,
         "adopted": len(adopted),
         "adopted_suggestions": adopted,
+        "stopped_early": len(stopped),
+        "stopped_early_suggestions": stopped,
         "duplicates": duplicate_count(observations),
         "open_left": open_left,
         "observations_by_instance": by_instance,

@@ -31,6 +31,7 @@ EXPERIMENT_KEYS = {
     "linear_constraints",
     "num_solutions",
     "tasks",
+    "training_monitor",
     MAX_COST_USD,
 }
 PARAMETER_KEYS = {
@@ -259,6 +260,10 @@ def validate_spec(raw: object, source: str = "experiment") -> dict[str, Any]:
 
     _validate_positive_int(spec, "observation_budget", problems)
     _validate_positive_int(spec, "parallel_bandwidth", problems)
+    monitor = spec.get("training_monitor")
+    if monitor is not None and not isinstance(monitor, dict):
+        # Its fields are the server's to check (docs/api.md, "Training runs and early stopping").
+        problems.append(f"training_monitor: expected a mapping, got {monitor!r}")
     if spec.get("metadata") is not None:
         _validate_metadata(spec["metadata"], problems)
     _move_cost_cap(spec, problems)

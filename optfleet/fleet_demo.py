@@ -62,6 +62,7 @@ AGENT_EVENTS_SHOWN = frozenset(
         "resume_lost",
         "spot_interruption_notice",
         "suggestion_left_open",
+        "run_stopped_early",
         "agent_finished",
     }
 )
@@ -530,7 +531,13 @@ class FleetDemo:
                     continue
                 details = ", ".join(
                     f"{key}={record[key]}"
-                    for key in ("previous_owner", "reason", "action")
+                    for key in (
+                        "previous_owner",
+                        "reason",
+                        "action",
+                        "stopping_reason",
+                        "stopped_at_step",
+                    )
                     if record.get(key) not in (None, "")
                 )
                 sid = record.get("suggestion_id")

@@ -150,9 +150,10 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
     if summary.get("cost"):
         print_cost_table(console, summary["cost"])
     console.print(
-        f"observations {summary['observations']} (failed {summary['failed']}), resumed "
-        f"{summary['resumed']}, adopted {summary['adopted']}, duplicates {summary['duplicates']}, "
-        f"open left {summary['open_left']}, wall time {summary['wall_s']} s"
+        f"observations {summary['observations']} (failed {summary['failed']}, stopped early "
+        f"{summary['stopped_early']}), resumed {summary['resumed']}, adopted "
+        f"{summary['adopted']}, duplicates {summary['duplicates']}, open left "
+        f"{summary['open_left']}, wall time {summary['wall_s']} s"
     )
 
 

@@ -105,6 +105,14 @@ def test_the_server_agrees_with_the_summary(demo_run: dict[str, Any]) -> None:
             assert observation.metadata.get("failure_reason")
     adopted = [o for o in observations if o.metadata.get("adopted_by")]
     assert len(adopted) == summary["adopted"]
+    # Runs the example's training_monitor (ASHA at step 5) stopped early: reported once each,
+    # with the step and the server's reason.
+    stopped = [o for o in observations if o.metadata.get("stopped_early")]
+    assert len(stopped) == summary["stopped_early"]
+    for observation in stopped:
+        assert observation.metadata["stopped_at_step"] == 5
+        assert observation.metadata["stopping_reason"] == "asha_rung_5"
+        assert not observation.failed
     for observation in adopted:
         previous = str(observation.metadata["previous_instance_ids"]).split(",")
         assert set(previous) <= existed

@@ -24,7 +24,16 @@ def test_counts_resumed_adopted_failed_per_instance_and_duplicates() -> None:
     observations = [
         obs(5, 5, "i-b", -1.0, adopted_by="i-b", previous_instance_ids="i-dead"),
         obs(4, 4, "i-a", None, failure_reason="diverged"),
-        obs(3, 3, "i-a", -2.5, resumed=1),
+        obs(
+            3,
+            3,
+            "i-a",
+            -2.5,
+            resumed=1,
+            stopped_early=1,
+            stopped_at_step=5,
+            stopping_reason="asha_rung_5",
+        ),
         obs(2, 2, "i-a", -0.5, resumed="1"),
         obs(1, 1, "i-b", -0.1, resumed=0),
     ]
@@ -44,4 +53,8 @@ def test_counts_resumed_adopted_failed_per_instance_and_duplicates() -> None:
     assert summary["failures"] == [{"suggestion": "4", "instance_id": "i-a", "reason": "diverged"}]
     assert (summary["resumed"], summary["adopted"], summary["failed"]) == (2, 1, 1)
     assert summary["observations_by_instance"] == {"i-a": 3, "i-b": 2}
+    assert summary["stopped_early"] == 1
+    assert summary["stopped_early_suggestions"] == [
+        {"suggestion": "3", "stopped_at_step": 5, "stopping_reason": "asha_rung_5"}
+    ]
     assert summarize(observations, 0, "maximize", [], 0)["best"]["value"] == -0.1

@@ -56,6 +56,18 @@ def test_the_known_optimum_gives_the_published_minimum(tmp_path: Path) -> None:
     assert result["metadata"] == {"steps": 10, "resumed_from_step": 0}
 
 
+def test_each_step_appends_a_progress_line_ending_at_the_result(tmp_path: Path) -> None:
+    env = {**contract_env(tmp_path, OPTIMUM), "OPTFLEET_PROGRESS_FILE": str(tmp_path / "p.jsonl")}
+    done = run_objective(env)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == list(range(1, 11))
+    values = [line["value"] for line in lines]
+    assert values == sorted(values, reverse=True)  # minimized: better at every step
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert values[-1] == pytest.approx(result["value"])
+
+
 def test_the_diverging_region_reports_a_failure_with_its_reason(tmp_path: Path) -> None:
     done = run_objective(contract_env(tmp_path, {**OPTIMUM, "x1": 0.9, "x2": 0.8}))
     assert done.returncode == 0, done.stderr

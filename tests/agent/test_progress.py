@@ -339,3 +339,28 @@ def test_python_api_report_returns_true_once_the_run_is_stopped(
     assert (meta["stopped_early"], meta["stopped_at_step"]) == (1, 5)
     assert meta["stopping_reason"] == "convergence"
     assert observation["values"][0]["value"] == 0.66
+
+
+def test_checkpoints_beyond_the_runs_limit_are_logged_once(
+    server: RunningServer, api: Api, workdir: Path
+) -> None:
+    """Without a training_monitor the server takes 200 checkpoints a run and then answers 403:
+    the agent forwards no more and the evaluation finishes as if nothing happened."""
+    eid = experiment(api)
+    agent = run_to_the_end(
+        server,
+        eid,
+        "i-0toomany0000001",
+        workdir / "a",
+        "finish",
+        EVAL_CURVE=[0.25] * 203,
+        EVAL_STEP_S="0",
+    )
+    [observation] = api.observations(eid)
+    assert observation["failed"] is False and observation["values"][0]["value"] == 0.25
+    [training_run] = runs_of(api, eid)
+    assert training_run["checkpoint_count"] == 200
+    [rejected] = agent.events("progress_line_rejected")
+    assert (rejected["kind"], rejected["step"]) == ("run_closed", 201)
+    [summary] = agent.events("progress_summary")
+    assert (summary["forwarded"], summary["rejected"]) == (200, {"run_closed": 1})

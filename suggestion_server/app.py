@@ -21,6 +21,7 @@ from suggestion_server.http.routes import (
     fleet_spend,
     health,
     observations,
+    projects,
     queued_suggestions,
     suggestions,
     training_runs,
@@ -34,6 +35,7 @@ from suggestion_server.storage.database import DB_POOL_SIZE, Store, make_engine
 from suggestion_server.storage.migrate import upgrade_to_head
 from suggestion_server.storage.tokens import register_token
 from suggestion_server.wire.errors import install_error_handlers
+from suggestion_server.wire.projects import PROJECT_REQUEST_MODELS
 from suggestion_server.wire.schemas import REQUEST_MODELS
 from suggestion_server.wire.training_runs import TRAINING_RUN_REQUEST_MODELS
 
@@ -66,7 +68,14 @@ def _install_openapi(app: FastAPI) -> None:
             return app.openapi_schema
         schema = original()
         _, defs = models_json_schema(
-            [(model, "validation") for model in (*REQUEST_MODELS, *TRAINING_RUN_REQUEST_MODELS)],
+            [
+                (model, "validation")
+                for model in (
+                    *REQUEST_MODELS,
+                    *TRAINING_RUN_REQUEST_MODELS,
+                    *PROJECT_REQUEST_MODELS,
+                )
+            ],
             ref_template="#/components/schemas/{model}",
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -182,6 +191,7 @@ def create_app(
         fleet_spend,
         training_runs,
         checkpoints,
+        projects,
     ):
         app.include_router(module.router)
     app.include_router(web_router)

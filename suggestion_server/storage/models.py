@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -35,6 +36,25 @@ class Client(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
     created: Mapped[int] = mapped_column(BigInteger)
+
+
+class Project(Base):
+    """A project of a client: groups AI experiments and runs. ``reference_id`` is the string id
+    the wire calls ``id`` (unique per client)."""
+
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(Id, ForeignKey("clients.id"))
+    reference_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    metadata_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[int] = mapped_column(BigInteger)
+    updated: Mapped[int] = mapped_column(BigInteger)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        UniqueConstraint("client_id", "reference_id", name="uq_projects_client_reference"),
+    )
 
 
 class Token(Base):
@@ -68,8 +88,16 @@ class Experiment(Base):
     linear_constraints_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The resolved ``training_monitor`` (docs/api.md, "Training runs and early stopping").
     training_monitor_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # AI experiments (docs/api.md, "Projects, AI experiments and runs"): the project's string id,
+    # and ``runs_only`` (suggestions and observations come from runs only). ``observation_budget``
+    # holds an AI experiment's ``budget``.
+    project: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    runs_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
-    __table_args__ = (Index("ix_experiments_client_id", "client_id", "id"),)
+    __table_args__ = (
+        Index("ix_experiments_client_id", "client_id", "id"),
+        Index("ix_experiments_project", "client_id", "project", "id"),
+    )
 
 
 class Suggestion(Base):
@@ -206,10 +234,14 @@ class TrainingRun(Base):
     rung_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     stopped_at_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     stopping_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # What a SigOpt >= 8 client logs besides params, values and metadata (datasets, logs, model,
+    # source_code, sys/dev metadata, favorite, assignments_meta/sources): one JSON object.
+    tracking_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("suggestion_id", name="uq_training_runs_suggestion"),
         Index("ix_training_runs_experiment", "experiment_id", "deleted", "id"),
+        Index("ix_training_runs_project", "client_id", "project", "id"),
     )
 
 
@@ -228,6 +260,20 @@ class Checkpoint(Base):
     stopping_reasons_json: Mapped[str] = mapped_column(Text, default="{}")
 
     __table_args__ = (UniqueConstraint("training_run_id", "step", name="uq_checkpoints_run_step"),)
+
+
+class RunReservation(Base):
+    """One run of an AI experiment's budget promised to a ``GET /aiexperiments/{id}`` answer
+    (services/run_reservations.py): a run created takes one, its ``holder``'s (the client's
+    connection) when there is one; unused, it lapses at ``expires_at`` (Unix seconds)."""
+
+    __tablename__ = "run_reservations"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(Id, ForeignKey("experiments.id"))
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_run_reservations_experiment", "experiment_id", "expires_at"),)
 
 
 class RungValue(Base):

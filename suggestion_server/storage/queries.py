@@ -27,6 +27,7 @@ from suggestion_server.storage.models import (
     Checkpoint,
     Experiment,
     Observation,
+    Project,
     QueuedSuggestion,
     Suggestion,
     TrainingRun,
@@ -35,7 +36,9 @@ from suggestion_server.wire.errors import not_found
 from suggestion_server.wire.paging import PageRequest, paging_markers
 from suggestion_server.wire.schemas import MAX_ID
 
-Row = TypeVar("Row", Experiment, Suggestion, Observation, QueuedSuggestion, TrainingRun, Checkpoint)
+Row = TypeVar(
+    "Row", Experiment, Suggestion, Observation, QueuedSuggestion, TrainingRun, Checkpoint, Project
+)
 
 
 def loads(text_value: str | None) -> Any:

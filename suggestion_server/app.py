@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 from suggestion_server.http.auth import TokenCache
 from suggestion_server.http.hot_writes import HotWrites
 from suggestion_server.http.routes import (
+    ai_experiments,
     best_assignments,
     checkpoints,
     experiments,
@@ -23,6 +24,7 @@ from suggestion_server.http.routes import (
     observations,
     projects,
     queued_suggestions,
+    runs,
     suggestions,
     training_runs,
 )
@@ -192,6 +194,8 @@ def create_app(
         training_runs,
         checkpoints,
         projects,
+        ai_experiments,
+        runs,
     ):
         app.include_router(module.router)
     app.include_router(web_router)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from suggestion_server.domain.experiment_space import optimized_metrics
 from suggestion_server.services.context import ServerContext
 from suggestion_server.services.experiments import (
@@ -13,7 +15,7 @@ from suggestion_server.services.experiments import (
     progress_for,
 )
 from suggestion_server.services.render import best_assignments_json
-from suggestion_server.storage.models import Observation
+from suggestion_server.storage.models import Experiment, Observation
 from suggestion_server.storage.queries import experiment_for_client, live_observations
 from suggestion_server.wire.paging import PageRequest
 
@@ -46,6 +48,20 @@ def _pareto_front(rows: list[Observation], metrics: list[dict[str, Any]]) -> lis
     return front
 
 
+def best_observations(session: Session, experiment: Experiment) -> list[Observation]:
+    """The best feasible non-failed observation (one optimized metric) or the Pareto front of
+    the feasible ones (two)."""
+    metrics = optimized_metrics(json.loads(experiment.metrics_json))
+    if len(metrics) == 1:
+        best = progress_for(session, [experiment])[experiment.id].best
+        return [] if best is None else [best]
+    constraints = constraint_metrics_of(experiment)
+    feasible = [
+        row for row in live_observations(session, experiment.id) if is_feasible(row, constraints)
+    ]
+    return _pareto_front(feasible, metrics)
+
+
 def best_assignments(
     ctx: ServerContext, client_id: int, experiment_id: int, req: PageRequest
 ) -> dict[str, Any]:
@@ -53,18 +69,7 @@ def best_assignments(
     result is at most the Pareto front and is returned in one page up to ``limit``)."""
     with ctx.store.read() as session:
         experiment = experiment_for_client(session, client_id, experiment_id)
-        metrics = optimized_metrics(json.loads(experiment.metrics_json))
-        if len(metrics) == 1:
-            best = progress_for(session, [experiment])[experiment.id].best
-            rows = [] if best is None else [best]
-        else:
-            constraints = constraint_metrics_of(experiment)
-            feasible = [
-                row
-                for row in live_observations(session, experiment.id)
-                if is_feasible(row, constraints)
-            ]
-            rows = _pareto_front(feasible, metrics)
+        rows = best_observations(session, experiment)
         rows.sort(key=lambda r: r.id, reverse=True)
         data = [best_assignments_json(r) for r in rows[: req.limit]]
         return {

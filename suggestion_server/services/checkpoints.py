@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from suggestion_server.domain.early_stopping import (
+    NEVER_STOP,
     Decision,
     RungDecision,
     StoppingPolicy,
@@ -44,19 +45,29 @@ from suggestion_server.storage.training_runs import (
 )
 from suggestion_server.wire.errors import ApiError, bad_request
 from suggestion_server.wire.paging import PageRequest
+from suggestion_server.wire.schemas import ValueIn
 from suggestion_server.wire.training_runs import CheckpointCreate
 
 log = logging.getLogger("suggestion_server.checkpoints")
 
 
-def _experiment_for_checkpoints(session: Session, run: TrainingRun) -> Experiment:
+def _experiment_for_checkpoints(session: Session, run: TrainingRun) -> Experiment | None:
+    """The run's experiment; None for a project run (outside any experiment)."""
     experiment = experiment_of_run(session, run)
-    if experiment is None:
-        # Runs outside experiments (issue 20's project runs) cannot be created yet.
-        raise bad_request(f"Training run {run.id} belongs to no experiment")
-    if experiment.state == "deleted":
+    if experiment is not None and experiment.state == "deleted":
         raise bad_request(f"Cannot create checkpoints for deleted experiment {experiment.id}")
     return experiment
+
+
+def _metrics_of_project_run(values: list[ValueIn]) -> list[dict[str, Any]]:
+    """A project run has no experiment metrics: its checkpoint's own names, each required."""
+    for index, entry in enumerate(values):
+        if entry.name is None:
+            raise bad_request(
+                f'Missing required json key "values.{index}.name": a run outside an experiment '
+                "has no metric to default to"
+            )
+    return [{"name": entry.name, "objective": "maximize", "strategy": "store"} for entry in values]
 
 
 def _replayed(run: TrainingRun, stored: Checkpoint, values: list[dict[str, Any]]) -> dict[str, Any]:
@@ -231,16 +242,29 @@ def create_checkpoint(
     with ctx.store.write() as session:
         run = run_for_client(session, client_id, run_id, experiment_id=experiment_id, lock=True)
         experiment = _experiment_for_checkpoints(session, run)
-        metrics = json.loads(experiment.metrics_json)
+        if experiment is None:
+            metrics = _metrics_of_project_run(body.values)
+        else:
+            metrics = json.loads(experiment.metrics_json)
         values = values_in_metric_order(metrics, body.values)
         step = body.step if body.step is not None else (run.last_step or 0) + 1
         stored = checkpoint_at_step(session, run.id, step)
         if stored is not None:
             return _replayed(run, stored, values)
-        policy = stopping_policy(loads(experiment.training_monitor_json), metrics)
+        policy = (
+            None
+            if experiment is None
+            else stopping_policy(loads(experiment.training_monitor_json), metrics)
+        )
         _check_accepting(run, policy, step)
         by_name = {v["name"]: float(v["value"]) for v in values}
-        decision = _decision(session, policy, run, experiment.id, step, by_name)
+        # No early-stopping decision without an experiment: nothing to compare the run with.
+        decision = (
+            NEVER_STOP
+            if experiment is None
+            else _decision(session, policy, run, experiment.id, step, by_name)
+        )
+        tracked = None if experiment is None else _tracked_value(policy, metrics, by_name)
         now = ctx.now()
         checkpoint = Checkpoint(
             training_run_id=run.id,
@@ -253,12 +277,12 @@ def create_checkpoint(
         )
         session.add(checkpoint)
         session.flush()
-        _advance(run, checkpoint, decision, _tracked_value(policy, metrics, by_name), now)
+        _advance(run, checkpoint, decision, tracked, now)
         session.flush()
         if decision.reason is not None:
             log.info(
                 "training run stopped experiment=%s training_run=%s step=%s reason=%s",
-                experiment.id,
+                run.experiment_id,
                 run.id,
                 step,
                 decision.reason,

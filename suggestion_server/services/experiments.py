@@ -34,6 +34,7 @@ from suggestion_server.storage.queries import (
     live_observations,
     page_of,
 )
+from suggestion_server.wire.ai_experiments import moved_to_ai_experiment
 from suggestion_server.wire.errors import bad_request
 from suggestion_server.wire.paging import PageRequest
 from suggestion_server.wire.schemas import ExperimentCreate, ExperimentUpdate, ParameterIn
@@ -176,8 +177,11 @@ def progress_for(session: Session, experiments: Sequence[Experiment]) -> dict[in
     return result
 
 
-def create_experiment(ctx: ServerContext, client_id: int, body: ExperimentCreate) -> dict[str, Any]:
-    """Validate and store a new experiment."""
+def create_experiment(
+    ctx: ServerContext, client_id: int, body: ExperimentCreate, *, project: str | None = None
+) -> dict[str, Any]:
+    """Validate and store a new experiment; with ``project``, an AI experiment of that project
+    (``runs_only``: services/ai_experiments.py)."""
     check_unsupported_features(body)
     kind = body.type or "offline"
     params = validated_parameters(body.parameters, kind)
@@ -210,6 +214,8 @@ def create_experiment(ctx: ServerContext, client_id: int, body: ExperimentCreate
             observation_budget=body.observation_budget,
             parallel_bandwidth=body.parallel_bandwidth,
             version=0,
+            project=project,
+            runs_only=project is not None,
         )
         session.add(experiment)
         session.flush()
@@ -221,6 +227,8 @@ def fetch_experiment(ctx: ServerContext, client_id: int, experiment_id: int) -> 
     """One experiment with its progress."""
     with ctx.store.read() as session:
         experiment = experiment_for_client(session, client_id, experiment_id)
+        if experiment.runs_only:
+            raise moved_to_ai_experiment(experiment.id)
         return experiment_json(experiment, progress_for(session, [experiment])[experiment.id])
 
 

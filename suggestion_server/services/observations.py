@@ -167,12 +167,42 @@ def create_observations(
     return page
 
 
-def _create_in(
+def create_run_observation(
     ctx: ServerContext, session: Session, experiment: Any, body: ObservationCreate
+) -> int:
+    """The id of the observation that ends an AI-experiment run (services/run_endings.py),
+    created inside the caller's transaction, which holds the experiment's lock; the caller
+    records it on the run (its state and values stay the run's)."""
+    result, observation = _create_in(ctx, session, experiment, body, for_run=True)
+    if observation is not None:
+        log.info(
+            "observation created experiment=%s observation=%s suggestion=%s failed=%s run=true",
+            experiment.id,
+            observation.id,
+            body.suggestion,
+            observation.failed,
+        )
+    return int(result["id"])
+
+
+def _create_in(
+    ctx: ServerContext,
+    session: Session,
+    experiment: Any,
+    body: ObservationCreate,
+    *,
+    for_run: bool = False,
 ) -> tuple[dict[str, Any], Observation | None]:
     """(response, the new row or None for an identical retry) inside the caller's transaction,
-    which holds the experiment's lock."""
+    which holds the experiment's lock. ``for_run``: made from an AI-experiment run, which the
+    caller updates itself."""
     experiment_id = experiment.id
+    if experiment.runs_only and not for_run:
+        raise ApiError(
+            403,
+            f"Experiment {experiment_id} is an AI experiment: its observations come from runs, "
+            f"please create runs instead (POST /v1/aiexperiments/{experiment_id}/training_runs)",
+        )
     if (body.suggestion is None) == (body.assignments is None):
         raise bad_request(
             "Must provide exactly one of `suggestion`, `assignments` in: "
@@ -222,7 +252,7 @@ def _create_in(
     observation = Observation(id=insert_observation(session, row), **row)
     if close and body.suggestion is not None:
         close_suggestion(session, body.suggestion)
-    if run_id is not None:
+    if run_id is not None and not for_run:
         close_run(session, run_id, observation.id, observation.failed, run_values_json(values), now)
     return observation_json(observation), observation
 

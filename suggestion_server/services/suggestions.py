@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import ColumnElement, update
@@ -23,11 +24,15 @@ from suggestion_server.storage.queries import (
     page_of,
     set_client_suggestion_metadata,
 )
-from suggestion_server.wire.errors import bad_request
+from suggestion_server.wire.errors import ApiError, bad_request
 from suggestion_server.wire.paging import PageRequest
 from suggestion_server.wire.schemas import SuggestionCreate, SuggestionUpdate
 
 log = logging.getLogger("suggestion_server.suggestions")
+
+# What an AI-experiment run adds inside the suggestion's own transaction (its run row): called
+# with the new suggestion, it returns the response instead of the suggestion's.
+OnInsert = Callable[[Session, Suggestion], dict[str, Any]]
 
 
 def check_state(state: str | None) -> None:
@@ -36,9 +41,15 @@ def check_state(state: str | None) -> None:
         raise bad_request(f"Unrecognized state {state} (if provided, must be open)")
 
 
-def _check_active(experiment: Any) -> None:
+def _check_active(experiment: Any, for_run: bool) -> None:
     if experiment.state == "deleted":
         raise bad_request(f"Cannot create suggestions for deleted experiment {experiment.id}")
+    if experiment.runs_only and not for_run:
+        raise ApiError(
+            403,
+            f"Experiment {experiment.id} is an AI experiment: its suggestions come with runs, "
+            f"please create runs instead (POST /v1/aiexperiments/{experiment.id}/training_runs)",
+        )
 
 
 def _inserted(
@@ -48,6 +59,7 @@ def _inserted(
     assignments_json: str,
     metadata: dict[str, Any] | None,
     source: str,
+    on_insert: OnInsert | None = None,
 ) -> dict[str, Any]:
     """Insert the new open suggestion (created now, with the request's metadata)."""
     suggestion = Suggestion(
@@ -67,54 +79,82 @@ def _inserted(
         source,
         (metadata or {}).get("instance_id"),
     )
+    if on_insert is not None:
+        return on_insert(session, suggestion)
     return suggestion_json(suggestion, just_created=True)
 
 
 def _without_engine(
-    ctx: ServerContext, client_id: int, experiment_id: int, body: SuggestionCreate
+    ctx: ServerContext,
+    client_id: int,
+    experiment_id: int,
+    body: SuggestionCreate,
+    on_insert: OnInsert | None,
 ) -> dict[str, Any] | None:
     """One short write: the manual, queued or pooled suggestion, or None (the engine's turn)."""
     with ctx.store.write() as session:
         experiment = experiment_row_for_client(session, client_id, experiment_id, with_queue=True)
-        _check_active(experiment)
+        _check_active(experiment, for_run=on_insert is not None)
         params = json.loads(experiment.parameters_json)
         if body.assignments is not None:
             manual = dumps(validated_assignments(body.assignments, params)) or "{}"
-            return _inserted(ctx, session, experiment.id, manual, body.metadata, "manual")
+            return _inserted(
+                ctx, session, experiment.id, manual, body.metadata, "manual", on_insert
+            )
         if experiment.has_queued_suggestions:
             # Takers of the queue are serialized by the experiment's row lock (as its deletes).
             experiment_row_for_client(session, client_id, experiment_id, lock=True)
             queued = take_queued_assignments(session, experiment.id, params)
             if queued is not None:
+                queued_json = dumps(queued) or "{}"
                 return _inserted(
-                    ctx, session, experiment.id, dumps(queued) or "{}", body.metadata, "queued"
+                    ctx, session, experiment.id, queued_json, body.metadata, "queued", on_insert
                 )
         taken = ctx.pool.take(session, experiment)
         if taken is None:
             return None
         result = _inserted(
-            ctx, session, experiment.id, taken.assignments_json, body.metadata, taken.source
+            ctx,
+            session,
+            experiment.id,
+            taken.assignments_json,
+            body.metadata,
+            taken.source,
+            on_insert,
         )
     ctx.pool.after_take(experiment_id)
     return result
 
 
 def create_suggestion(
-    ctx: ServerContext, client_id: int, experiment_id: int, body: SuggestionCreate
+    ctx: ServerContext,
+    client_id: int,
+    experiment_id: int,
+    body: SuggestionCreate,
+    on_insert: OnInsert | None = None,
 ) -> dict[str, Any]:
     """A new open suggestion: exactly ``assignments`` (manual), else the oldest queued
     suggestion's, else a pooled one, else the engine's (docs/api.md, "The suggestion pool").
-    No lock is held while the engine computes but the experiment's engine lock."""
-    made = _without_engine(ctx, client_id, experiment_id, body)
+    No lock is held while the engine computes but the experiment's engine lock.
+
+    ``on_insert`` (AI-experiment runs only; an AI experiment refuses plain suggestions with a
+    403) runs inside the suggestion's transaction and its result is returned instead."""
+    made = _without_engine(ctx, client_id, experiment_id, body, on_insert)
     if made is not None:
         return made
 
     def from_pool() -> dict[str, Any] | None:
-        return _without_engine(ctx, client_id, experiment_id, body)
+        return _without_engine(ctx, client_id, experiment_id, body, on_insert)
 
     def insert_own(session: Session, assignments: dict[str, Any]) -> dict[str, Any]:
         return _inserted(
-            ctx, session, experiment_id, dumps(assignments) or "{}", body.metadata, "engine"
+            ctx,
+            session,
+            experiment_id,
+            dumps(assignments) or "{}",
+            body.metadata,
+            "engine",
+            on_insert,
         )
 
     result: dict[str, Any] = ctx.pool.assignments_from_engine(experiment_id, from_pool, insert_own)

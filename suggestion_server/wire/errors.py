@@ -27,12 +27,16 @@ RETRY_AFTER_S = 1
 
 
 class ApiError(Exception):
-    """An error the client caused (or may act on), with the wire's status and message."""
+    """An error the client caused (or may act on), with the wire's status and message;
+    ``headers`` go on the response (a 301's ``Location``)."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -118,7 +122,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.message, **exc.extra)
+        response = error_response(exc.status, exc.message, **exc.extra)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -13,6 +13,8 @@ import sigopt
 from sigopt.exception import ApiException
 from sigopt.ratelimit import failed_status_rate_limit
 
+from suggestion_server.storage.database import Store, make_engine
+from suggestion_server.storage.tokens import create_token
 from tests.support.server import RunningServer
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -87,6 +89,19 @@ class Api:
 def api(server: RunningServer) -> Api:
     """Raw HTTP helper for things the official client cannot express."""
     return Api(server)
+
+
+@pytest.fixture
+def other_api(server: RunningServer) -> Api:
+    """Raw HTTP as a second client: its own token, registered in the server's database."""
+    store = Store(make_engine(server.db_url, pool_size=1))
+    try:
+        token = create_token(store, name=f"other-{uuid.uuid4().hex[:6]}")
+    finally:
+        store.dispose()
+    other = Api(server)
+    other.session.auth = (token, "")
+    return other
 
 
 INT_GRID_SPEC: dict[str, Any] = {

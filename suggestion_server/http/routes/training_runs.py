@@ -1,4 +1,4 @@
-"""/v1/experiments/{id}/training_runs and /v1/training_runs/{id}"""
+"""/v1/experiments/{id}/training_runs (/v1/training_runs/{id} is in routes/runs.py)"""
 
 from __future__ import annotations
 
@@ -119,11 +119,3 @@ def delete_training_run(
     """Soft delete."""
     service.delete_training_run(ctx, client_id, path_id(experiment_id), path_id(run_id))
     return render(request, {})
-
-
-@router.get("/v1/training_runs/{run_id}", responses=ok(TrainingRunOut))
-def fetch_training_run(
-    request: Request, ctx: Ctx, client_id: ClientId, run_id: IdPath, fields: Fields = None
-) -> Response:
-    """One run, by its id alone (the open-source server's path)."""
-    return render(request, service.fetch_training_run(ctx, client_id, path_id(run_id)), fields)

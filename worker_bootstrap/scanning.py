@@ -110,7 +110,19 @@ class Scanner:
         self._resume_all(mine)
 
     def _mine(self, suggestions: List[Json]) -> List[Json]:
-        return sorted((s for s in suggestions if owner_of(s) == self.instance_id), key=oldest_first)
+        """Own suggestions in the order to resume them: the ones whose evaluation had started
+        first (their work, checkpoints and lease are the ones at stake: a never-started one from
+        a timed-out create must not keep the interrupted one waiting until its lease lapses),
+        then oldest first."""
+        eid = self.settings.experiment_id
+
+        def started_first(suggestion: Json) -> Any:
+            entry = self.journal.load(eid, str(suggestion.get("id")))
+            return (0 if entry is not None and entry.attempts > 0 else 1, oldest_first(suggestion))
+
+        return sorted(
+            (s for s in suggestions if owner_of(s) == self.instance_id), key=started_first
+        )
 
     def _resume_all(self, mine: List[Json]) -> bool:
         """Take back and evaluate each of ``mine``; False when a stop or a spot notice cut it

@@ -197,6 +197,11 @@ def execute(todo: Sequence[Task], jobs: int, root: Path, commit: str) -> None:
     """Run ``todo``, ``jobs`` processes at a time, each run saved as it finishes."""
     global _COMMIT, _ROOT
     _COMMIT, _ROOT = commit, root
+    # The engine imported before forking: a worker started later must not read files that
+    # were edited meanwhile (a run measures one version of the code).
+    from suggestion_server.optimizer import suggester  # noqa: F401
+    from suggestion_server.optimizer.gp import proposer  # noqa: F401
+
     started = time.monotonic()
     if jobs <= 1:
         finished = map(_run_and_save, todo)

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from benchmarks.broad_methods import Optimizer
 from benchmarks.quality_fleet import DURATION_RANGE
-from benchmarks.quality_methods import Optimizer
 from suggestion_server.optimizer.api import AssignmentValue, ParameterSpec
 
 NEAR_FRACTION = 1e-3

@@ -61,3 +61,23 @@ def test_near_duplicates_are_within_a_thousandth_of_the_range() -> None:
     assert near(base, key({"x": 5.009, "lr": 1e-2 * 1.009, "c": "a"}))
     assert not near(base, key({"x": 5.011, "lr": 1e-2, "c": "a"}))
     assert not near(base, key({"x": 5.0, "lr": 1e-2, "c": "b"}))
+
+
+def test_paired_outcomes_and_first_or_tied() -> None:
+    from benchmarks.broad_report import Cell, first_or_tied, paired
+
+    def cell(values: list[float]) -> Cell:
+        ordered = sorted(values)
+        return Cell(ordered[len(values) // 2], ordered[2], ordered[-3], dict(enumerate(values)))
+
+    low = cell([0.01 * (1 + s) for s in range(10)])
+    high = cell([0.1 * (1 + s) for s in range(10)])
+    assert paired(low, high)[0] == "win"
+    assert paired(high, low)[0] == "loss"
+    assert paired(low, low) == ("tie", 1.0)
+    mixed = cell([0.01 * (1 + s) if s % 2 else 0.1 * (1 + s) for s in range(10)])
+    assert paired(mixed, high)[0] == "tie"  # better on half the seeds only
+    table = {("p", "optfleet", 8, "10d"): high, ("p", "gp", 8, "10d"): low}
+    assert first_or_tied(table, "p", 8, "10d", "optfleet", ["optfleet", "gp"]) == (False, "gp")
+    table["p", "gp", 8, "10d"] = mixed
+    assert first_or_tied(table, "p", 8, "10d", "optfleet", ["optfleet", "gp"])[0]

@@ -27,13 +27,15 @@ def believer_picks(
     fixed_log: np.ndarray,
     candidates: np.ndarray,
     count: int,
+    spacing: float = 0.0,
 ) -> list[int]:
     """Indices of up to ``count`` distinct ``candidates``, in pick order.
 
     ``model`` is the objective's GP (minimized, already believing the open points), ``incumbent``
     the best value to improve on (None: no feasible point yet, only ``fixed_log`` counts), and
     ``fixed_log`` a per-candidate log term added to the score (the constraints' log
-    probabilities). A candidate is never picked twice.
+    probabilities). A candidate is never picked twice, nor one within ``spacing`` of an earlier
+    pick in every dimension (a near copy of a point the fleet will be evaluating).
     """
     if count <= 0 or not len(candidates):
         return []
@@ -53,6 +55,9 @@ def believer_picks(
             break
         picks.append(pick)
         available[pick] = False
+        if spacing > 0:
+            gaps = np.abs(candidates - candidates[pick]).max(axis=1)
+            available &= gaps > spacing
         covariance = model.kernel(candidates, candidates[pick : pick + 1])[:, 0]
         covariance -= whitened.T @ whitened[:, pick]
         done = believed[: len(picks) - 1]

@@ -27,6 +27,7 @@ threadpool_limits(limits=1, user_api="blas")
 
 _SQRT5 = math.sqrt(5.0)
 _JITTER = 1e-8
+_BELIEVED_JITTER = 1e-6
 _LOG_LENGTH_BOUNDS = (math.log(0.005), math.log(50.0))
 _LOG_SIGNAL_BOUNDS = (math.log(0.05), math.log(20.0))
 _LOG_NOISE_BOUNDS = (math.log(1e-6), math.log(0.5))
@@ -151,16 +152,25 @@ def fit_hyperparameters(
 
 
 class GaussianProcess:
-    """The posterior of a GP with fixed hyperparameters, conditioned on ``x``, ``y``."""
+    """The posterior of a GP with fixed hyperparameters, conditioned on ``x``, ``y``.
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, hyper: Hyperparameters) -> None:
+    Rows from ``exact_from`` on are exact values of the latent function (no observation
+    noise): the believed values of in-flight points (see ``conditioned``)."""
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, hyper: Hyperparameters, exact_from: int | None = None
+    ) -> None:
         self.x = x
         self.y = y
         self.hyper = hyper
+        self._exact_from = len(x) if exact_from is None else exact_from
         self._lengths = np.exp(hyper.log_lengths)
         self._signal = math.exp(hyper.log_signal)
-        noise = math.exp(hyper.log_noise) + _JITTER
-        k = self._kernel(x, x) + noise * np.eye(len(x))
+        noise = np.full(len(x), math.exp(hyper.log_noise) + _JITTER)
+        # Believed points without noise but with a little jitter: a believed point next to an
+        # observed one would otherwise make the matrix singular.
+        noise[self._exact_from :] = _BELIEVED_JITTER
+        k = self._kernel(x, x) + np.diag(noise)
         jitter = 0.0
         for _ in range(6):  # bounded: each try adds ten times more jitter
             try:
@@ -199,11 +209,34 @@ class GaussianProcess:
         """Posterior means at ``points``."""
         return np.asarray(self._kernel(points, self.x) @ self._alpha)
 
-    def conditioned(self, points: np.ndarray, values: np.ndarray) -> GaussianProcess:
-        """The same GP with ``points`` added as observations of ``values``."""
+    def conditioned(
+        self, points: np.ndarray, values: np.ndarray, exact: bool = False
+    ) -> GaussianProcess:
+        """The same GP with ``points`` added as observations of ``values`` (``exact``: as
+        values of the latent function, without observation noise)."""
+        if not exact and self._exact_from < len(self.x):
+            raise ValueError("noisy points cannot follow exact ones")
         return GaussianProcess(
-            np.vstack([self.x, points]), np.concatenate([self.y, values]), self.hyper
+            np.vstack([self.x, points]),
+            np.concatenate([self.y, values]),
+            self.hyper,
+            exact_from=self._exact_from if exact else None,
         )
+
+    def loo_correlation(self) -> float:
+        """Correlation between the observed values and their leave-one-out predictions
+        (Rasmussen & Williams, eq. 5.12: mean_i = y_i - [K^-1 y]_i / [K^-1]_ii, from the one
+        Cholesky factor). Near 1 when the model predicts points it has not seen; near 0 or
+        below when it only interpolates noise (a rugged function, too few points)."""
+        n = self._exact_from
+        if n < 3:
+            return 1.0
+        k_inv = cho_solve((self._chol, True), np.eye(len(self.x)), check_finite=False)
+        diagonal = np.diag(k_inv)[:n]
+        predicted = self.y[:n] - self._alpha[:n] / diagonal
+        if float(np.std(predicted)) == 0.0 or float(np.std(self.y[:n])) == 0.0:
+            return 0.0
+        return float(np.corrcoef(predicted, self.y[:n])[0, 1])
 
     def predict(
         self, points: np.ndarray, with_gradient: bool = False

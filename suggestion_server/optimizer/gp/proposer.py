@@ -30,6 +30,11 @@ from suggestion_server.optimizer.gp.model import (
     Hyperparameters,
     fit_hyperparameters,
 )
+from suggestion_server.optimizer.gp.safeguards import (
+    SPACE_FILLING_POOL,
+    ProposerSettings,
+    space_filling_point,
+)
 from suggestion_server.optimizer.linear_constraints import feasible_rows
 
 FAILED_CONSTRAINT = "failed"
@@ -66,7 +71,13 @@ class GaussianProcessProposer:
         seed: int | None = None,
         max_fit_points: int = 160,
         max_pending: int = 256,
+        settings: ProposerSettings | None = None,
     ) -> None:
+        # Safeguards for a fleet when the model is poor (safeguards.py).
+        self._settings = settings or ProposerSettings()
+        self._loo = 1.0
+        # Where the last proposal came from: "model", or "explore" (space-filling).
+        self.last_source = "model"
         self._encoding = UnitCubeEncoding(parameters)
         self._sign = 1.0 if minimize else -1.0
         self._constraint_names = tuple(constraint_names)
@@ -82,6 +93,16 @@ class GaussianProcessProposer:
     ) -> dict[str, AssignmentValue]:
         """The next point given finished and in-flight trials (at least one finished)."""
         state = self._state(complete, running)
+        if self._settings.explores(len(complete), len(complete) + len(running), self._loo):
+            random_points = self._encoding.random_points(SPACE_FILLING_POOL, self._rng)
+            known = np.vstack([state.observed, state.excluded])
+            spread = space_filling_point(
+                self._encoding.snapped(random_points), self._feasible, known
+            )
+            if spread is not None:
+                self.last_source = "explore"
+                return self._encoding.decode(spread)
+        self.last_source = "model"
         point = maximize_acquisition(
             state.acquisition,
             state.candidates,
@@ -89,6 +110,7 @@ class GaussianProcessProposer:
             self._feasible,
             self._encoding.snapped,
             excluded=state.excluded,
+            spacing=self._settings.pending_spacing,
         )
         return self._encoding.decode(point)
 
@@ -101,11 +123,18 @@ class GaussianProcessProposer:
         candidates = self._encoding.snapped(state.candidates)
         candidates = np.unique(candidates[self._feasible(candidates)], axis=0)
         # Nor a finished point: many cheap picks on a discrete space would otherwise repeat
-        # the best ones the model still believes in.
-        candidates = candidates[~matching(candidates, np.vstack([state.excluded, state.observed]))]
+        # the best ones the model still believes in. Nor a near copy of an open one.
+        spacing = max(self._settings.pending_spacing, 1e-9)
+        fresh = ~matching(candidates, state.excluded, spacing)
+        candidates = candidates[fresh & ~matching(candidates, state.observed)]
         fixed_log, _ = Acquisition(state.acquisition.objective, None, state.constraints)(candidates)
         picks = believer_picks(
-            state.acquisition.objective, state.acquisition.incumbent, fixed_log, candidates, count
+            state.acquisition.objective,
+            state.acquisition.incumbent,
+            fixed_log,
+            candidates,
+            count,
+            spacing=self._settings.pending_spacing,
         )
         return [self._encoding.decode(candidates[i]) for i in picks]
 
@@ -168,7 +197,10 @@ class GaussianProcessProposer:
         raw = np.where(ok, raw, worst)
         y = _standardized(raw)
         model = self._model("objective", complete, x, y)
-        return _believing(model, xp)
+        settings = self._settings
+        checked = settings.lost_below > -math.inf and len(complete) >= settings.lost_min_points
+        self._loo = model.loo_correlation() if checked else 1.0
+        return _believing(model, xp, self._settings.exact_believer)
 
     def _constraint_model(
         self,
@@ -189,7 +221,7 @@ class GaussianProcessProposer:
         model = self._model(
             key, [t for t, k in zip(complete, known) if k], x[known], values[known] / scale
         )
-        return _believing(model, xp), satisfied
+        return _believing(model, xp, self._settings.exact_believer), satisfied
 
     def _model(
         self, key: str, trials: Sequence[FrozenTrial], x: np.ndarray, y: np.ndarray
@@ -295,8 +327,10 @@ def _standardized(values: np.ndarray) -> np.ndarray:
     return np.asarray((values - values.mean()) / (std if std > 0 else 1.0))
 
 
-def _believing(model: GaussianProcess, pending: np.ndarray) -> GaussianProcess:
-    """``model`` conditioned on ``pending`` points at its own predictions (kriging believer)."""
+def _believing(model: GaussianProcess, pending: np.ndarray, exact: bool) -> GaussianProcess:
+    """``model`` conditioned on ``pending`` points at its own predictions (kriging believer);
+    ``exact``: as values of the latent function, whose uncertainty there then collapses even
+    where the model sees much noise."""
     if not len(pending):
         return model
-    return model.conditioned(pending, model.mean(pending))
+    return model.conditioned(pending, model.mean(pending), exact=exact)

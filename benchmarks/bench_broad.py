@@ -167,7 +167,7 @@ def select_problems(args: argparse.Namespace) -> list[BroadProblem]:
     for p in PROBLEMS.values():
         if p.group not in groups or args.split not in p.splits:
             continue
-        if p.group != "real" and p.dimension not in dims:
+        if p.group not in ("real", "quality") and p.dimension not in dims:
             continue
         if p.group == "bbob" and int(p.name.split("_f")[1].split("_")[0]) not in functions:
             continue
@@ -182,7 +182,7 @@ def tasks_for(args: argparse.Namespace, problems: Sequence[BroadProblem]) -> lis
     methods = [m for m in args.methods.split(",") if m]
     for workers in parse_range(args.workers):
         for p in problems:
-            budget = max(factors) * p.dimension
+            budget = args.budget or max(factors) * p.dimension
             if args.max_budget:
                 budget = min(budget, args.max_budget)
             for m in methods:
@@ -223,11 +223,15 @@ def report(
     methods: Sequence[str],
     workers: Sequence[int],
     factors: Sequence[int],
+    budget: int = 0,
 ) -> tuple[str, dict[str, object]]:
-    """The section's body, and the figures the targets are checked on."""
+    """The section's body, and the figures the targets are checked on; ``budget`` (a fixed
+    budget for every problem) reads the runs after a quarter of it and at its end instead."""
     optimum = optima(records)
     checkpoints = {f"{f}d": f for f in factors}
-    table = cells(records, optimum, checkpoints)
+    if budget:
+        checkpoints = {f"@{n}": n for n in (budget // 4, budget)}
+    table = cells(records, optimum, checkpoints, absolute=bool(budget))
     baselines = [m for m in methods if m != ENGINE]
 
     def fleet(m: str, w: int) -> int:
@@ -289,7 +293,7 @@ def report(
             header = ["problem", *(method(m).label for m in methods)]
             header += ["engine vs " + "/".join(b for b in baselines), "first or tied"]
             parts += [
-                f"### {w} workers, budget {name.replace('d', ' x d')}",
+                f"### {w} workers, budget {name.replace('d', ' x d').replace('@', '')}",
                 f"Median regret (IQR) over the seeds; W/T/L = engine's paired Wilcoxon "
                 f"outcome against each baseline in the order {', '.join(baselines)}.",
                 markdown_table(header, rows),
@@ -366,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("dev", "test"), default="dev")
     parser.add_argument("--quick", action="store_true", help="a CI-sized check")
-    parser.add_argument("--groups", default="bbob,noisy,mixed,real")
+    parser.add_argument(
+        "--groups", default="bbob,noisy,mixed,real", help="and quality: bench_quality's problems"
+    )
     parser.add_argument("--dims", default="2,5,10,20")
     parser.add_argument("--functions", default="1-24")
     parser.add_argument("--problems", default="")
@@ -374,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="8,64")
     parser.add_argument("--factors", default="10,40", help="budgets, evaluations per dimension")
     parser.add_argument("--max-budget", type=int, default=0, help="cap on any run's budget")
+    parser.add_argument("--budget", type=int, default=0, help="one budget for every problem")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--results", type=Path, default=RESULTS, help="one JSON file per run")
@@ -424,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     execute(todo, args.jobs, args.results, commit)
     records = [load(t.path(args.results)) for t in tasks if t.path(args.results).exists()]
     workers = parse_range(args.workers)
-    body, checks = report(records, problems, methods, workers, parse_range(args.factors))
+    body, checks = report(
+        records, problems, methods, workers, parse_range(args.factors), args.budget
+    )
     mixed = len(tally) > 1 or NOT_RECORDED in tally
     lines = [
         f"## {title}",
@@ -432,8 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- Runs measured at: {describe_commits(tally, 'runs')}"
         + (" (merged with --allow-mixed-commits)" if mixed else ""),
         f"- Split `{args.split}`: {len(problems)} problems, seeds 0-{args.seeds - 1} (one "
-        f"instance each), fleets of {args.workers} workers, budgets {args.factors} x d "
-        f"evaluations{f' (capped at {args.max_budget})' if args.max_budget else ''}; "
+        f"instance each), fleets of {args.workers} workers, budgets "
+        + (f"{args.budget}" if args.budget else f"{args.factors} x d")
+        + f" evaluations{f' (capped at {args.max_budget})' if args.max_budget else ''}; "
         f"{len(records)} runs, {len(todo)} of them in this invocation "
         f"({time.monotonic() - started:.0f} s with {args.jobs} processes).",
         body,

@@ -24,6 +24,9 @@ Groups:
   combinations), and the report takes the lower of it and the best any run found.
 - ``real``: scikit-learn models on its bundled data sets (no downloads): cross-validation error
   with folds shuffled by the instance. Optimum unknown: the best any run found on that instance.
+- ``quality``: bench_quality's problems (the ones the engine's settings were first chosen on),
+  for before/after runs of an engine change; one instance in both splits, never reported as
+  either.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from suggestion_server.optimizer.api import AssignmentValue, ParameterSpec
 
 Assignments = Mapping[str, AssignmentValue]
 Split = Literal["dev", "test"]
-Group = Literal["bbob", "noisy", "mixed", "real"]
+Group = Literal["bbob", "noisy", "mixed", "real", "quality"]
 
 BBOB_DIMENSIONS = (2, 5, 10, 20)
 BBOB_FUNCTIONS = tuple(range(1, 25))
@@ -508,12 +511,49 @@ def _real(
     )
 
 
+def _quality(name: str) -> BroadProblem:
+    from benchmarks.quality_problems import PROBLEMS as QUALITY
+
+    problem = QUALITY[name]
+
+    def make(split: Split, seed: int) -> Instance:
+        def evaluate(a: Assignments) -> tuple[float, float]:
+            value = problem.objective(a)
+            return value, value
+
+        return Instance(
+            problem.parameters, evaluate, problem.optimum, None, False, f"quality/{name}"
+        )
+
+    return BroadProblem(
+        f"quality_{name}",
+        f"{problem.label} (bench_quality)",
+        "quality",
+        len(problem.parameters),
+        make,
+        needs=problem.needs,
+    )
+
+
+QUALITY_PROBLEMS = (
+    "branin",
+    "hartmann3",
+    "hartmann6",
+    "rosenbrock4",
+    "ackley5",
+    "styblinski_tang8",
+    "mixed5",
+    "svc",
+)
+
+
 def all_problems() -> dict[str, BroadProblem]:
     """Every problem of the suite, by name."""
     problems = [_bbob(f, d) for d in BBOB_DIMENSIONS for f in BBOB_FUNCTIONS]
     problems += [_noisy(f, m, i, d) for d in (2, 5) for f, m, i in NOISY]  # type: ignore[arg-type]
     problems += [_mixed(f, d) for f, d in MIXED]
     problems += [_real(*task) for task in REAL_TASKS]
+    problems += [_quality(name) for name in QUALITY_PROBLEMS]
     return {p.name: p for p in problems}
 
 

@@ -95,17 +95,20 @@ class Cell:
 
 
 def cells(
-    records: Sequence[BroadRecord], optimum: Mapping[str, float], checkpoints: Mapping[str, int]
+    records: Sequence[BroadRecord],
+    optimum: Mapping[str, float],
+    checkpoints: Mapping[str, int],
+    absolute: bool = False,
 ) -> dict[tuple[str, str, int, str], Cell]:
     """(problem, method, workers, checkpoint name) -> Cell; ``checkpoints`` maps a name
-    (e.g. "10d") to evaluations per dimension."""
+    (e.g. "10d") to evaluations per dimension (``absolute``: to evaluations)."""
     grouped: dict[tuple[str, str, int], list[BroadRecord]] = defaultdict(list)
     for r in records:
         grouped[r.problem, r.method, r.workers].append(r)
     result: dict[tuple[str, str, int, str], Cell] = {}
     for (problem, method, workers), runs in grouped.items():
         for name, per_dim in checkpoints.items():
-            n = per_dim * runs[0].dimension
+            n = per_dim if absolute else per_dim * runs[0].dimension
             at = {r.seed: regret_at(r, optimum[r.instance], n) for r in runs if r.budget >= n}
             if at:
                 values = list(at.values())

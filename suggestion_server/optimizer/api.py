@@ -18,8 +18,33 @@ Assignments = Mapping[str, AssignmentValue]
 
 
 @dataclass(frozen=True)
+class NormalPrior:
+    """A user's belief that a double's optimum lies near ``mean`` (spread ``scale``), in the
+    parameter's own units, truncated to its bounds."""
+
+    mean: float
+    scale: float
+
+
+@dataclass(frozen=True)
+class BetaPrior:
+    """A belief about a double's optimum as a Beta(``shape_a``, ``shape_b``) over its bounds
+    mapped onto [0, 1]."""
+
+    shape_a: float
+    shape_b: float
+
+
+ParameterPrior = Union[NormalPrior, BetaPrior]
+
+
+@dataclass(frozen=True)
 class ParameterSpec:
-    """One parameter: ``low``/``high`` for double and int, ``categories`` for categorical."""
+    """One parameter: ``low``/``high`` for double and int, ``categories`` for categorical.
+
+    ``conditions`` pairs a conditional's name with the values for which the parameter is active
+    (all pairs must hold; none: always active). ``prior`` (doubles only) is where the user
+    believes the optimum is (``optimizer/priors.py``)."""
 
     name: str
     type: Literal["double", "int", "categorical"]
@@ -28,6 +53,17 @@ class ParameterSpec:
     log: bool = False
     categories: tuple[str, ...] = ()
     grid: tuple[AssignmentValue, ...] = ()
+    conditions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    prior: ParameterPrior | None = None
+
+
+@dataclass(frozen=True)
+class ConditionalSpec:
+    """A conditional: a categorical choice whose value decides which parameters are active
+    (``optimizer/conditionals.py``). Assignments carry it as one of ``values``."""
+
+    name: str
+    values: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -61,6 +97,8 @@ class SearchSpec:
     directions: tuple[Literal["maximize", "minimize"], ...]
     constraint_metrics: tuple[ConstraintMetric, ...] = ()
     linear_constraints: tuple[LinearConstraint, ...] = ()
+    # Assignments hold every conditional and only the parameters active under their values.
+    conditionals: tuple[ConditionalSpec, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ Doubles and ints map linearly (or in log space for ``log`` parameters) onto [0, 
 relaxed to a continuous interval half a step wider on each side, so every integer owns an equal
 share of [0, 1] and rounding the decoded value picks it. A categorical parameter becomes one
 dimension per category (one-hot); the optimizer of the acquisition keeps those dimensions fixed.
+A parameter inactive under its conditionals' values sits at its placeholder (conditionals.py)
+wherever points are decoded or snapped.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from suggestion_server.optimizer.api import AssignmentValue, ParameterSpec
+from suggestion_server.optimizer.conditionals import InactiveProjection
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,30 @@ class UnitCubeEncoding:
                 mask[column.start] = True
         # Dimensions the acquisition optimizer may move continuously (not one-hot ones).
         self.continuous_mask = mask
+        self.inactive = InactiveProjection(parameters, self)
 
     @property
     def names(self) -> tuple[str, ...]:
         """Parameter names in encoding order."""
         return tuple(c.spec.name for c in self._columns)
+
+    def block(self, name: str) -> tuple[int, int]:
+        """(first dimension, width) of parameter ``name``."""
+        column = next(c for c in self._columns if c.spec.name == name)
+        return column.start, column.width
+
+    def value_block(self, name: str, value: AssignmentValue) -> np.ndarray:
+        """The coordinates of one value of parameter ``name``."""
+        column = next(c for c in self._columns if c.spec.name == name)
+        block = np.zeros(column.width)
+        if column.spec.type == "categorical":
+            block[column.spec.categories.index(str(value))] = 1.0
+        else:
+            number = float(value)
+            block[0] = _fraction(
+                math.log(number) if column.spec.log else number, column.low, column.high
+            )
+        return block
 
     def encode(self, params: Mapping[str, AssignmentValue]) -> np.ndarray:
         """The unit-cube point of a complete assignment."""
@@ -81,6 +103,8 @@ class UnitCubeEncoding:
 
     def decode(self, point: np.ndarray) -> dict[str, AssignmentValue]:
         """The assignment a unit-cube point stands for (rounded ints, argmax categories)."""
+        if self.inactive:
+            point = self.inactive.apply(point[None, :])[0][0]
         params: dict[str, AssignmentValue] = {}
         for column in self._columns:
             spec = column.spec
@@ -143,7 +167,7 @@ class UnitCubeEncoding:
             snapped[:, column.start] = (
                 np.clip((rescaled - column.low) / width, 0.0, 1.0) if width > 0 else 0.5
             )
-        return snapped
+        return self.inactive.apply(snapped)[0] if self.inactive else snapped
 
     @property
     def categorical_count(self) -> int:

@@ -38,6 +38,7 @@ from suggestion_server.optimizer.api import (
     RowSource,
     SearchSpec,
 )
+from suggestion_server.optimizer.conditionals import Conditioning
 from suggestion_server.optimizer.fleet_sampler import FleetSampler
 from suggestion_server.optimizer.gp.proposer import FAILED_CONSTRAINT, metric_constraint_key
 from suggestion_server.optimizer.grid import Grid, free_point, grid_for
@@ -103,6 +104,8 @@ class ExperimentStudy:
     skipped_observations: int = 0
     grid: Grid | None = None
     _rng: random.Random = field(default_factory=random.Random)
+    # Proposals in canonical form: inactive parameters at their placeholders (conditionals.py).
+    conditioning: Conditioning | None = None
 
     @classmethod
     def create(
@@ -132,6 +135,7 @@ class ExperimentStudy:
             storage=storage,
             grid=grid,
             _rng=random.Random(seed),  # noqa: S311 - sampling, not security
+            conditioning=Conditioning(spec) if spec.conditionals else None,
         )
 
     def sync(self, source: RowSource, for_suggestion_id: int) -> None:
@@ -313,15 +317,31 @@ class ExperimentStudy:
         for _ in range(ASK_RETRIES):
             trial = self.study.ask(dict(self.distributions))
             params = {name: _plain(value) for name, value in trial.params.items()}
+            trial_id = self._canonical_trial(trial._trial_id, params)
+            params = self._canonical(params)
             if _point_key(params) not in open_points:
-                return trial._trial_id, params
-            self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                return trial_id, params
+            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         free = free_point(self.spec, open_points, self._rng)
-        if free is not None:
+        if free is not None and _point_key(self._canonical(free)) not in open_points:
+            free = self._canonical(free)
             return self._append(free, TrialState.RUNNING, None), free
         # Every point of the space is open already: a duplicate cannot be avoided.
         trial = self.study.ask(dict(self.distributions))
-        return trial._trial_id, {name: _plain(value) for name, value in trial.params.items()}
+        params = {name: _plain(value) for name, value in trial.params.items()}
+        return self._canonical_trial(trial._trial_id, params), self._canonical(params)
+
+    def _canonical(self, params: dict[str, AssignmentValue]) -> dict[str, AssignmentValue]:
+        return params if self.conditioning is None else self.conditioning.filled(params)
+
+    def _canonical_trial(self, trial_id: int, params: dict[str, AssignmentValue]) -> int:
+        """The asked trial, or (a sampler that set inactive parameters at random) a trial with
+        them at their placeholders in its place: every trial holds canonical points."""
+        canonical = self._canonical(params)
+        if canonical == params:
+            return trial_id
+        self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        return self._append(canonical, TrialState.RUNNING, None)
 
     def _next_grid_point(self) -> dict[str, AssignmentValue]:
         if self.grid is None:

@@ -5,6 +5,8 @@ unlike random points, which clump). They are counted over finished AND open sugg
 fleet of 8, counting only finished ones would hand out about 17 start-up points of a budget of 80
 (8 open while the 10th result is awaited) instead of 10.
 
+Every other start-up point takes parameters with a prior from the prior (priors.py).
+
 Then the model sampler (Gaussian process or TPE) proposes. A proposal that violates a linear
 constraint is asked again (TPE samples at random and may), and after ``_FEASIBLE_TRIES`` replaced
 by a random feasible point, so no suggestion ever violates one.
@@ -25,6 +27,7 @@ from suggestion_server.optimizer.api import AssignmentValue, LinearConstraint, P
 from suggestion_server.optimizer.encoding import UnitCubeEncoding
 from suggestion_server.optimizer.gp.proposer import GaussianProcessProposer
 from suggestion_server.optimizer.linear_constraints import satisfies
+from suggestion_server.optimizer.priors import Priors
 
 _FEASIBLE_TRIES = 8
 _RANDOM_FEASIBLE_BATCHES = 40
@@ -47,6 +50,7 @@ class FleetSampler(optuna.samplers.BaseSampler):
         seed: int | None = None,
     ) -> None:
         self._encoding = UnitCubeEncoding(parameters)
+        self._priors = Priors.in_cube(parameters, self._encoding)
         self._distributions = distributions
         self.model = model
         self._n_startup = n_startup
@@ -154,7 +158,8 @@ class FleetSampler(optuna.samplers.BaseSampler):
             self._startup_drawn += 1
             if index >= len(self._sobol):
                 break
-            params = self._encoding.decode(self._encoding.from_fractions(self._sobol[index]))
+            fractions = self._priors.startup_fractions(self._sobol[index], index)
+            params = self._encoding.decode(self._encoding.from_fractions(fractions))
             if satisfies(params, self._linear):
                 return params
         return self._random_feasible()

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from suggestion_server.optimizer.api import AssignmentValue, SearchSpec
+from suggestion_server.optimizer.api import AssignmentValue, ParameterSpec, SearchSpec
+from suggestion_server.optimizer.conditionals import random_conditional_point
 from suggestion_server.optimizer.grid import free_point
 from suggestion_server.optimizer.linear_constraints import satisfies
 from suggestion_server.optimizer.space import distribution_for
@@ -31,30 +32,30 @@ def point_key(assignments: Mapping[str, AssignmentValue]) -> PointKey:
     return tuple(sorted(assignments.items()))
 
 
+def random_value(param: ParameterSpec, rng: random.Random) -> AssignmentValue:
+    """One uniformly random value of ``param`` (log-uniform for a log-transformed one)."""
+    distribution = distribution_for(param)
+    if isinstance(distribution, CategoricalDistribution):
+        return str(rng.choice(distribution.choices))
+    if isinstance(distribution, IntDistribution):
+        if distribution.log:
+            value = math.exp(rng.uniform(math.log(distribution.low), math.log(distribution.high)))
+            return min(distribution.high, max(distribution.low, round(value)))
+        return rng.randint(distribution.low, distribution.high)
+    if isinstance(distribution, FloatDistribution):
+        low, high = distribution.low, distribution.high
+        if distribution.log:
+            return math.exp(rng.uniform(math.log(low), math.log(high)))
+        return rng.uniform(low, high)
+    raise TypeError(f"unexpected distribution {distribution!r}")  # pragma: no cover
+
+
 def random_point(spec: SearchSpec, rng: random.Random) -> dict[str, AssignmentValue]:
-    """One uniformly random point (log-uniform for log-transformed parameters)."""
-    point: dict[str, AssignmentValue] = {}
-    for param in spec.parameters:
-        distribution = distribution_for(param)
-        if isinstance(distribution, CategoricalDistribution):
-            point[param.name] = str(rng.choice(distribution.choices))
-        elif isinstance(distribution, IntDistribution):
-            if distribution.log:
-                value = math.exp(
-                    rng.uniform(math.log(distribution.low), math.log(distribution.high))
-                )
-                point[param.name] = min(distribution.high, max(distribution.low, round(value)))
-            else:
-                point[param.name] = rng.randint(distribution.low, distribution.high)
-        elif isinstance(distribution, FloatDistribution):
-            low, high = distribution.low, distribution.high
-            if distribution.log:
-                point[param.name] = math.exp(rng.uniform(math.log(low), math.log(high)))
-            else:
-                point[param.name] = rng.uniform(low, high)
-        else:  # pragma: no cover - distribution_for returns only the three kinds
-            raise TypeError(f"unexpected distribution {distribution!r}")
-    return point
+    """One uniformly random point; with conditionals, each conditional first, then only the
+    parameters active under them (the point as a suggestion holds it)."""
+    if spec.conditionals:
+        return random_conditional_point(spec, rng, random_value)
+    return {param.name: random_value(param, rng) for param in spec.parameters}
 
 
 def padding_points(
@@ -76,7 +77,8 @@ def padding_points(
             ),
             None,
         )
-        if point is None and not constraints:
+        if point is None and not constraints and not spec.conditionals:
+            # (free_point enumerates every parameter: with conditionals, draws only.)
             point = free_point(spec, taken, rng)
         if point is None:
             break

@@ -20,6 +20,7 @@ from optuna.distributions import (
 )
 
 from suggestion_server.optimizer.api import AssignmentValue, ParameterSpec, SearchSpec
+from suggestion_server.optimizer.conditionals import check_conditionals
 
 # Above this many points a grid experiment is refused: enumerating it is not a grid search.
 MAX_GRID_POINTS = 1_000_000
@@ -84,6 +85,7 @@ def validate_spec(spec: SearchSpec) -> None:
                 f"parameter {param.name!r}: type must be double, int or categorical, "
                 f"got {param.type!r}"
             )
+    check_conditionals(spec)
 
 
 def distribution_for(param: ParameterSpec) -> BaseDistribution:

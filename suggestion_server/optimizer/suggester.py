@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from suggestion_server.optimizer.api import AssignmentValue, RowSource, SearchSpec
+from suggestion_server.optimizer.conditionals import Conditioning, FilledRows, modelled_spec
 from suggestion_server.optimizer.experiment_study import ExperimentStudy
 from suggestion_server.optimizer.grid import grid_for
 from suggestion_server.optimizer.samplers import derived_seed, sampler_for
@@ -69,8 +70,11 @@ class StudySuggester:
         self, spec: SearchSpec, version: int, source: RowSource, for_suggestion_id: int
     ) -> dict[str, AssignmentValue]:
         """Assignments for the new suggestion ``for_suggestion_id`` (already inserted)."""
-        return self._with_study(
-            spec, version, source, for_suggestion_id, lambda s: s.propose(for_suggestion_id)
+        served = Conditioning(spec).served
+        return served(
+            self._with_study(
+                spec, version, source, for_suggestion_id, lambda s: s.propose(for_suggestion_id)
+            )
         )
 
     def propose_batch(
@@ -79,9 +83,11 @@ class StudySuggester:
         """Up to ``len(suggestion_ids)`` assignments from one model (``Suggester``)."""
         if not suggestion_ids:
             return []
-        return self._with_study(
+        served = Conditioning(spec).served
+        batch = self._with_study(
             spec, version, source, suggestion_ids[0], lambda s: s.propose_batch(suggestion_ids)
         )
+        return [served(params) for params in batch]
 
     def _with_study(
         self,
@@ -91,7 +97,11 @@ class StudySuggester:
         for_suggestion_id: int,
         ask: Callable[[ExperimentStudy], T],
     ) -> T:
-        """``ask`` of the experiment's study, brought up to date with the rows first."""
+        """``ask`` of the experiment's study, brought up to date with the rows first. With
+        conditionals the study models the unconditioned space (conditionals.py)."""
+        if spec.conditionals:
+            spec = modelled_spec(spec)
+            source = FilledRows(source, Conditioning(spec))
         slot = self._slot(spec.experiment_id)
         with slot.lock:
             try:

@@ -22,6 +22,7 @@ import numpy as np
 from optuna.trial import FrozenTrial
 
 from suggestion_server.optimizer.api import AssignmentValue, LinearConstraint, ParameterSpec
+from suggestion_server.optimizer.conditionals import on_active_parameters
 from suggestion_server.optimizer.encoding import UnitCubeEncoding
 from suggestion_server.optimizer.gp.acquisition import Acquisition, matching, maximize_acquisition
 from suggestion_server.optimizer.gp.batch import believer_picks
@@ -36,6 +37,7 @@ from suggestion_server.optimizer.gp.safeguards import (
     space_filling_point,
 )
 from suggestion_server.optimizer.linear_constraints import feasible_rows
+from suggestion_server.optimizer.priors import Priors, prior_log_term, prior_weighted
 
 FAILED_CONSTRAINT = "failed"
 RANDOM_CANDIDATES = 1024
@@ -79,6 +81,7 @@ class GaussianProcessProposer:
         # Where the last proposal came from: "model", or "explore" (space-filling).
         self.last_source = "model"
         self._encoding = UnitCubeEncoding(parameters)
+        self._priors = Priors.in_cube(parameters, self._encoding)
         self._sign = 1.0 if minimize else -1.0
         self._constraint_names = tuple(constraint_names)
         self._linear = tuple(linear_constraints)
@@ -103,8 +106,13 @@ class GaussianProcessProposer:
                 self.last_source = "explore"
                 return self._encoding.decode(spread)
         self.last_source = "model"
+        # Weighted by the priors (priors.py), judged at the active parameters (conditionals.py).
+        acquisition = on_active_parameters(
+            prior_weighted(state.acquisition, self._priors, len(complete)),
+            self._encoding.inactive,
+        )
         point = maximize_acquisition(
-            state.acquisition,
+            acquisition,  # type: ignore[arg-type]  # the same call signature
             state.candidates,
             self._encoding.continuous_mask,
             self._feasible,
@@ -128,6 +136,7 @@ class GaussianProcessProposer:
         fresh = ~matching(candidates, state.excluded, spacing)
         candidates = candidates[fresh & ~matching(candidates, state.observed)]
         fixed_log, _ = Acquisition(state.acquisition.objective, None, state.constraints)(candidates)
+        fixed_log += prior_log_term(self._priors, candidates, len(complete))
         picks = believer_picks(
             state.acquisition.objective,
             state.acquisition.incumbent,

@@ -7,9 +7,19 @@ import json
 import math
 from typing import Any
 
+from suggestion_server.domain.conditionals import (
+    StoredConditional,
+    checked_choice,
+    chosen_and_active,
+    is_active,
+)
 from suggestion_server.optimizer.api import (
+    BetaPrior,
+    ConditionalSpec,
     ConstraintMetric,
     LinearConstraint,
+    NormalPrior,
+    ParameterPrior,
     ParameterSpec,
     SearchSpec,
 )
@@ -23,6 +33,7 @@ from suggestion_server.wire.schemas import (
     LinearConstraintIn,
     MetricIn,
     ParameterIn,
+    PriorIn,
 )
 
 MAX_PARAMETERS = 100
@@ -56,6 +67,70 @@ def _is_integral(value: float) -> bool:
     return float(value).is_integer()
 
 
+PRIOR_NAMES = ("beta", "normal")
+
+
+def _finite(value: float | None, field: str, where: str) -> float:
+    if value is None:
+        raise bad_request(f'Missing required json key "prior.{field}" for {where}')
+    if not math.isfinite(value):
+        raise bad_request(f"Invalid prior.{field} for {where}: {value} - expected a finite number")
+    return float(value)
+
+
+def validated_prior(prior: PriorIn, param: ParameterIn, low: float, high: float) -> dict[str, Any]:
+    """A double's prior as stored (``{name, mean, scale}`` or ``{name, shape_a, shape_b}``), or
+    a 400 naming the parameter. As on the open-source server: doubles only, not with a log
+    transformation nor a grid; a normal's mean inside the bounds and its scale positive; a
+    beta's shapes positive."""
+    where = f"parameter {param.name}"
+    if param.type != "double":
+        raise bad_request(f"Invalid prior for {where}: only double parameters can have a prior")
+    if param.transformation == "log":
+        raise bad_request(
+            f"Invalid prior for {where}: a parameter with a log transformation cannot have a prior"
+        )
+    if param.grid is not None:
+        raise bad_request(f"Invalid prior for {where}: a grid parameter cannot have a prior")
+    extra = {"normal": ("shape_a", "shape_b"), "beta": ("mean", "scale")}.get(prior.name, ())
+    if prior.name not in PRIOR_NAMES:
+        raise bad_request(
+            f"Invalid prior type for {where}: {short_json(prior.name)} - expected one of "
+            f"{short_json(list(PRIOR_NAMES))}"
+        )
+    given = [key for key in extra if getattr(prior, key) is not None]
+    if given:
+        raise bad_request(f"Invalid prior for {where}: a {prior.name} prior has no {given[0]}")
+    if prior.name == "normal":
+        mean, scale = _finite(prior.mean, "mean", where), _finite(prior.scale, "scale", where)
+        if not low <= mean <= high:
+            raise bad_request(
+                f"Invalid prior.mean for {where}: {mean} - expected within the bounds "
+                f"[{low}, {high}]"
+            )
+        if not scale > 0:
+            raise bad_request(f"Invalid prior.scale for {where}: {scale} - expected > 0")
+        return {"name": "normal", "mean": mean, "scale": scale}
+    shape_a, shape_b = (
+        _finite(prior.shape_a, "shape_a", where),
+        _finite(prior.shape_b, "shape_b", where),
+    )
+    for label, shape in (("shape_a", shape_a), ("shape_b", shape_b)):
+        if not shape > 0:
+            raise bad_request(f"Invalid prior.{label} for {where}: {shape} - expected > 0")
+    return {"name": "beta", "shape_a": shape_a, "shape_b": shape_b}
+
+
+def check_prior_within(param: StoredParameter, low: float, high: float) -> None:
+    """A 400 when new bounds would leave a parameter's normal prior's mean outside them."""
+    prior = engine_prior(param.get("prior"))
+    if isinstance(prior, NormalPrior) and not low <= prior.mean <= high:
+        raise bad_request(
+            f"Invalid bounds for parameter {param['name']}: its prior's mean {prior.mean} "
+            f"must stay within [{low}, {high}]"
+        )
+
+
 def _validated_parameter(param: ParameterIn, kind: str) -> StoredParameter:
     where = f"parameter {param.name}"
     stored: StoredParameter = {
@@ -63,9 +138,11 @@ def _validated_parameter(param: ParameterIn, kind: str) -> StoredParameter:
         "type": param.type,
         "log": param.transformation == "log",
         "default_value": param.default_value,
-        "prior": param.prior,
+        "prior": None,
         "precision": param.precision,
     }
+    if param.prior is not None and param.type != "double":
+        validated_prior(param.prior, param, 0.0, 0.0)  # the 400 naming the type
     if param.type == "categorical":
         if param.bounds is not None:
             raise bad_request(f"Categorical {where} must not have bounds")
@@ -106,6 +183,8 @@ def _validated_parameter(param: ParameterIn, kind: str) -> StoredParameter:
     if param.type == "double" and not (high - low) > 1e-10 * max(1.0, abs(low), abs(high)):
         raise bad_request(f"Invalid bounds for {where}: max - min is too small")
     stored["min"], stored["max"] = float(low), float(high)
+    if param.prior is not None:
+        stored["prior"] = validated_prior(param.prior, param, stored["min"], stored["max"])
     if param.grid is not None:
         grid_values: list[Any] = []
         for g in param.grid:
@@ -202,12 +281,15 @@ def check_positive_int(value: int | None, field: str) -> None:
 
 def check_unsupported_features(body: ExperimentCreate) -> None:
     """A 400 for the wire's features this server does not implement."""
-    for field in ("conditionals", "tasks"):
-        if getattr(body, field):
-            raise bad_request(f"{field} are not supported by this server")
+    if body.tasks:
+        raise bad_request("tasks are not supported by this server")
     if body.runs_only:
         raise bad_request("runs_only (AI) experiments are not supported by this server")
     if body.num_solutions not in (None, 1):
+        if body.conditionals:  # the open-source server's answer to this pair
+            raise bad_request(
+                "Conditional experiments cannot be run with multisolution experiments"
+            )
         raise bad_request("num_solutions other than 1 is not supported by this server")
     if body.development:
         raise bad_request("development experiments are not supported by this server")
@@ -257,12 +339,28 @@ def metric_key(name: str | None) -> str:
     return name or ""
 
 
+def engine_prior(stored: Any) -> ParameterPrior | None:
+    """A stored prior as the engine takes it; None for none (or for a prior stored before
+    priors were validated that is not one of the two kinds)."""
+    if not isinstance(stored, dict):
+        return None
+    try:
+        if stored.get("name") == "normal":
+            return NormalPrior(float(stored["mean"]), float(stored["scale"]))
+        if stored.get("name") == "beta":
+            return BetaPrior(float(stored["shape_a"]), float(stored["shape_b"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
 def search_spec(
     experiment_id: int,
     kind: str,
     params: list[StoredParameter],
     metrics: list[StoredMetric],
     linear_constraints: list[StoredLinearConstraint] | None = None,
+    conditionals: list[StoredConditional] | None = None,
 ) -> SearchSpec:
     """The engine's view of an experiment."""
     specs = []
@@ -276,6 +374,10 @@ def search_spec(
                 log=bool(p.get("log")),
                 categories=tuple(p.get("categories", ())),
                 grid=tuple(p.get("grid", ())),
+                conditions=tuple(
+                    (name, tuple(values)) for name, values in (p.get("conditions") or {}).items()
+                ),
+                prior=engine_prior(p.get("prior")),
             )
         )
     opt = optimized_metrics(metrics)
@@ -298,14 +400,25 @@ def search_spec(
             )
             for c in linear_constraints or []
         ),
+        conditionals=tuple(
+            ConditionalSpec(c["name"], tuple(c["values"])) for c in conditionals or []
+        ),
     )
 
 
 def validated_assignments(
-    assignments: dict[str, Any], params: list[StoredParameter]
+    assignments: dict[str, Any],
+    params: list[StoredParameter],
+    conditionals: list[StoredConditional] | None = None,
 ) -> dict[str, float | int | str]:
     """``assignments`` checked against the space (all parameters, right types, in bounds),
-    with values in their canonical type; a 400 naming the parameter otherwise."""
+    with values in their canonical type; a 400 naming the parameter otherwise. With
+    ``conditionals``: every conditional and exactly the parameters active under them."""
+    if conditionals:
+        chosen, params = chosen_and_active(assignments, params, conditionals)
+        rest = {name: value for name, value in assignments.items() if name not in chosen}
+        merged: dict[str, float | int | str] = {**validated_assignments(rest, params), **chosen}
+        return dict(sorted(merged.items()))
     by_name = {p["name"]: p for p in params}
     unknown = sorted(set(assignments) - set(by_name))
     if unknown:
@@ -317,16 +430,7 @@ def validated_assignments(
     for name, p in sorted(by_name.items()):
         value = assignments[name]
         if p["type"] == "categorical":
-            if not isinstance(value, str):
-                raise bad_request(
-                    f"Invalid type for {name}: {short_json(value)} - expected type string"
-                )
-            if value not in p["categories"]:
-                raise bad_request(
-                    f"Invalid value for {name}: {short_json(value)} - expected one of "
-                    f"{short_json(p['categories'])}"
-                )
-            result[name] = value
+            result[name] = checked_choice(value, p["categories"], name)
             continue
         if isinstance(value, (bool, str)) or not isinstance(value, (int, float)):
             raise bad_request(
@@ -369,3 +473,23 @@ def rendered_assignments(
         else:
             out[name] = value
     return out
+
+
+def engine_assignments(
+    proposed: dict[str, Any],
+    params: list[StoredParameter],
+    conditionals: list[StoredConditional] | None = None,
+) -> dict[str, float | int | str]:
+    """An engine proposal as stored: the parameters (only the active ones, with conditionals)
+    rendered by type, then the conditionals. ``RuntimeError`` if the engine left one out."""
+    chosen = {c["name"]: proposed.get(c["name"]) for c in conditionals or []}
+    wanted = [p for p in params if is_active(p, chosen)] if conditionals else params
+    missing = sorted(
+        {p["name"] for p in wanted} - set(proposed)
+        | {name for name, value in chosen.items() if value is None}
+    )
+    if missing:
+        raise RuntimeError(f"engine proposed no value for {missing}")
+    rendered = rendered_assignments({p["name"]: proposed[p["name"]] for p in wanted}, params)
+    rendered.update((name, str(value)) for name, value in chosen.items())
+    return rendered

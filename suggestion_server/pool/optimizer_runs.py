@@ -19,7 +19,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from suggestion_server.domain.conditionals import conditionals_of
 from suggestion_server.domain.experiment_space import (
+    engine_assignments,
     engine_metrics,
     linear_constraints_of,
     metric_key,
@@ -118,8 +120,14 @@ class OptimizerRunner:
                 return run
             params = json.loads(experiment.parameters_json)
             metrics = json.loads(experiment.metrics_json)
+            conditionals = conditionals_of(experiment)
             spec = search_spec(
-                experiment.id, experiment.type, params, metrics, linear_constraints_of(experiment)
+                experiment.id,
+                experiment.type,
+                params,
+                metrics,
+                linear_constraints_of(experiment),
+                conditionals,
             )
             self._measure_rate(session, experiment_id, measured)
             pool = pool_freshness(session, experiment_id, experiment.version)
@@ -156,7 +164,9 @@ class OptimizerRunner:
             # may be waiting for, takes no longer than without batch picks.
             budget_s = CYCLE_BUDGET_S / 2 if plan.saturated else CYCLE_BUDGET_S
             while len(proposals) < plan.engine:
-                proposals.append(self._propose(spec, experiment.version, source, measured, params))
+                proposals.append(
+                    self._propose(spec, experiment.version, source, measured, params, conditionals)
+                )
                 if time.monotonic() - engine_started >= budget_s:
                     break  # the time bound of sizing.py
             shortfall = plan.engine - len(proposals) if plan.saturated else 0
@@ -166,7 +176,9 @@ class OptimizerRunner:
             if fill:
                 # Queued points are handed out soon: filling must not hand them out again.
                 taken.update(point_key(a) for a in queued_assignments(session, experiment_id))
-            batch = self._batch(spec, experiment.version, source, params, fill, taken)
+            batch = self._batch(
+                spec, experiment.version, source, (params, conditionals), fill, taken
+            )
             run.engine_s = time.monotonic() - engine_started
             run.propose_s = measured.propose_s or 0.0
             padding = [
@@ -197,6 +209,7 @@ class OptimizerRunner:
         source: BatchRowSource,
         measured: _Measured,
         params: list[Any],
+        conditionals: list[Any],
     ) -> tuple[int, dict[str, Any]]:
         """(pool id, rendered assignments) of one proposal, recorded as pending for the next."""
         pool_id = new_pool_id()
@@ -207,10 +220,7 @@ class OptimizerRunner:
         measured.propose_s = (
             elapsed if measured.propose_s is None else 0.8 * measured.propose_s + 0.2 * elapsed
         )
-        missing = {p["name"] for p in params} - set(proposed)
-        if missing:
-            raise RuntimeError(f"engine proposed no value for {sorted(missing)}")
-        assignments = rendered_assignments({p["name"]: proposed[p["name"]] for p in params}, params)
+        assignments = engine_assignments(proposed, params, conditionals)
         source.add_pending(key, assignments)
         return pool_id, assignments
 
@@ -219,7 +229,7 @@ class OptimizerRunner:
         spec: SearchSpec,
         version: int,
         source: BatchRowSource,
-        params: list[Any],
+        space: tuple[list[Any], list[Any]],
         count: int,
         taken: set[PointKey],
     ) -> list[tuple[int, dict[str, Any]]]:
@@ -232,9 +242,8 @@ class OptimizerRunner:
             spec, version, source, [engine_key(pool_id) for pool_id in pool_ids]
         )
         batch = []
-        names = [p["name"] for p in params]
         for pool_id, point in zip(pool_ids, proposed):
-            assignments = rendered_assignments({name: point[name] for name in names}, params)
+            assignments = engine_assignments(point, *space)
             key = point_key(assignments)
             if key in taken:
                 continue  # never stored: the engine drops its trial at the next run

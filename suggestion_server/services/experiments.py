@@ -9,10 +9,16 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
+from suggestion_server.domain.conditionals import (
+    check_constraints_on_unconditioned,
+    conditionals_of,
+    validated_conditionals,
+)
 from suggestion_server.domain.experiment_space import (
     StoredParameter,
     _category_names,
     check_positive_int,
+    check_prior_within,
     check_searchable,
     check_unsupported_features,
     linear_constraints_of,
@@ -185,11 +191,13 @@ def create_experiment(
     check_unsupported_features(body)
     kind = body.type or "offline"
     params = validated_parameters(body.parameters, kind)
+    conditionals = validated_conditionals(body, params, kind)
     metrics = validated_metrics(body.metrics)
     check_positive_int(body.observation_budget, "observation_budget")
     check_positive_int(body.parallel_bandwidth, "parallel_bandwidth")
     linear = validated_linear_constraints(body.linear_constraints, params)
-    check_searchable(search_spec(0, kind, params, metrics, linear))
+    check_constraints_on_unconditioned(linear, params)
+    check_searchable(search_spec(0, kind, params, metrics, linear, conditionals))
     if len(optimized_metrics(metrics)) > 1 and body.observation_budget is None:
         raise bad_request("observation_budget is required for experiments with 2 optimized metrics")
     monitor = (
@@ -210,6 +218,7 @@ def create_experiment(
             parameters_json=dumps(params),
             metrics_json=dumps(metrics),
             linear_constraints_json=dumps(linear) if linear else None,
+            conditionals_json=dumps(conditionals) if conditionals else None,
             training_monitor_json=dumps(monitor),
             observation_budget=body.observation_budget,
             parallel_bandwidth=body.parallel_bandwidth,
@@ -256,6 +265,10 @@ def _updated_parameters(stored: list[StoredParameter], changes: list[Any]) -> li
         where = f"parameter {change.name}"
         if current is None:
             raise bad_request(f"Unknown parameter in update: {change.name}")
+        if "conditions" in change.model_fields_set and change.conditions != (
+            current.get("conditions") or {}
+        ):
+            raise bad_request("Conditions cannot be updated for parameters")
         if change.type is not None and change.type != current["type"]:
             raise bad_request(f"The type of {where} cannot change ({current['type']})")
         if current["type"] == "categorical":
@@ -278,9 +291,22 @@ def _updated_parameters(stored: list[StoredParameter], changes: list[Any]) -> li
                     transformation="log" if current.get("log") else None,
                 )
                 checked = validated_parameters([probe], "offline")[0]
+                check_prior_within(current, checked["min"], checked["max"])
                 current["min"], current["max"] = checked["min"], checked["max"]
         by_name[change.name] = current
     return [by_name[p["name"]] for p in stored]
+
+
+def _conditionals_changed(given: Any, experiment: Experiment) -> bool:
+    """Whether an update's ``conditionals`` differ from the stored ones (a fetched experiment
+    posted back echoes them; SigOpt refuses any change)."""
+    if not isinstance(given, list):
+        return True
+    stored = [(c["name"], c["values"]) for c in conditionals_of(experiment)]
+    echoed = [
+        (c.get("name"), c.get("values")) if isinstance(c, dict) else (None, None) for c in given
+    ]
+    return echoed != stored
 
 
 def update_experiment(
@@ -290,6 +316,8 @@ def update_experiment(
     fields = body.model_fields_set
     with ctx.store.write() as session:
         experiment = experiment_for_client(session, client_id, experiment_id, lock=True)
+        if "conditionals" in fields and _conditionals_changed(body.conditionals, experiment):
+            raise bad_request("Conditionals cannot be updated for an experiment")
         if "name" in fields:
             if body.name is None:
                 raise bad_request("Invalid value for name: null - expected a string")
@@ -330,6 +358,7 @@ def update_experiment(
                     updated,
                     metrics,
                     linear_constraints_of(experiment),
+                    conditionals_of(experiment),
                 )
                 check_searchable(spec)
                 experiment.parameters_json = dumps(updated) or "[]"

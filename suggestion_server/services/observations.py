@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
+from suggestion_server.domain.conditionals import conditionals_of
 from suggestion_server.domain.experiment_space import optimized_metrics, validated_assignments
 from suggestion_server.domain.metric_values import values_in_metric_order
 from suggestion_server.services.context import ServerContext
@@ -234,7 +235,8 @@ def _create_in(
         run_id = found.training_run_id
     else:
         params = json.loads(experiment.parameters_json)
-        assignments_json = dumps(validated_assignments(body.assignments or {}, params)) or "{}"
+        checked = validated_assignments(body.assignments or {}, params, conditionals_of(experiment))
+        assignments_json = dumps(checked) or "{}"
     now = ctx.now()
     row = {
         "experiment_id": experiment_id,
@@ -316,7 +318,8 @@ def _apply_update(
         engine_visible = True
     elif body.assignments is not None:
         params = json.loads(experiment.parameters_json)
-        row.assignments_json = dumps(validated_assignments(body.assignments, params)) or "{}"
+        checked = validated_assignments(body.assignments, params, conditionals_of(experiment))
+        row.assignments_json = dumps(checked) or "{}"
         row.suggestion_id = None
         engine_visible = True
     outcome_fields = {"values", "value", "value_stddev", "failed"} & fields

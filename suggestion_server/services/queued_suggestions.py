@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from suggestion_server.domain.conditionals import conditionals_of
 from suggestion_server.domain.experiment_space import validated_assignments
 from suggestion_server.services.context import ServerContext
 from suggestion_server.services.render import pagination_json, queued_suggestion_json
@@ -33,7 +34,10 @@ def create_queued_suggestion(
         params = json.loads(experiment.parameters_json)
         queued = QueuedSuggestion(
             experiment_id=experiment.id,
-            assignments_json=dumps(validated_assignments(body.assignments, params)) or "{}",
+            assignments_json=dumps(
+                validated_assignments(body.assignments, params, conditionals_of(experiment))
+            )
+            or "{}",
             created=ctx.now(),
         )
         session.add(queued)
@@ -86,7 +90,10 @@ def delete_queued_suggestions(
 
 
 def take_queued_assignments(
-    session: Session, experiment_id: int, params: list[dict[str, Any]]
+    session: Session,
+    experiment_id: int,
+    params: list[dict[str, Any]],
+    conditionals: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
     """Remove and return the oldest queued assignments that still fit the parameters (bounds
     may have changed since they were queued; those that no longer fit are dropped and
@@ -103,7 +110,7 @@ def take_queued_assignments(
         session.delete(oldest)
         session.flush()  # the session does not autoflush: the next SELECT must not see it
         try:
-            return validated_assignments(json.loads(oldest.assignments_json), params)
+            return validated_assignments(json.loads(oldest.assignments_json), params, conditionals)
         except ApiError as exc:
             log.warning(
                 "queued suggestion dropped experiment=%s queued=%s reason=%s",

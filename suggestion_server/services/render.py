@@ -107,13 +107,25 @@ def _parameter_json(p: dict[str, Any]) -> dict[str, Any]:
             {"object": "categorical_value", "name": name, "enum_index": i + 1}
             for i, name in enumerate(categories)
         ],
-        "conditions": {},
+        "conditions": p.get("conditions") or {},
         "default_value": p.get("default_value"),
         "grid": p.get("grid", []),
         "precision": p.get("precision"),
-        "prior": p.get("prior"),
+        "prior": _prior_json(p.get("prior")),
         "transformation": "log" if p.get("log") else None,
     }
+
+
+def _prior_json(prior: Any) -> Any:
+    """A validated prior as the open-source server renders it (``object`` first); anything else
+    stored before priors were validated, as it was given."""
+    if (
+        isinstance(prior, dict)
+        and prior.get("name") in ("normal", "beta")
+        and "object" not in prior
+    ):
+        return {"object": f"{prior['name']}_prior", **prior}
+    return prior
 
 
 def experiment_json(row: Experiment, progress: ProgressRows | None) -> dict[str, Any]:
@@ -136,7 +148,10 @@ def experiment_json(row: Experiment, progress: ProgressRows | None) -> dict[str,
         "metadata": loads(row.metadata_json),
         "metrics": [{"object": "metric", **m} for m in json.loads(row.metrics_json)],
         "parameters": [_parameter_json(p) for p in params],
-        "conditionals": [],
+        "conditionals": [
+            {"object": "conditional", "name": c["name"], "values": c["values"]}
+            for c in loads(row.conditionals_json) or []
+        ],
         "linear_constraints": loads(row.linear_constraints_json) or [],
         "num_solutions": None,
         "observation_budget": row.observation_budget,

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
+from suggestion_server.domain.conditionals import conditionals_of
 from suggestion_server.services.context import ServerContext
 from suggestion_server.services.render import pagination_json
 from suggestion_server.services.run_endings import observe_if_ended
@@ -96,6 +97,7 @@ def create_experiment_run(
         experiment = _ai_experiment(session, client_id, experiment_id)
         project = str(experiment.project)
         parameters = {p["name"] for p in json.loads(experiment.parameters_json)}
+        parameters |= {c["name"] for c in conditionals_of(experiment)}  # assigned like them
     fields = _new_fields(project, body)
     explicit = {k: v for k, v in fields["assignments"].items() if k in parameters}
     extra = {k: v for k, v in fields["assignments"].items() if k not in parameters}

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
+from suggestion_server.domain.conditionals import conditionals_of
 from suggestion_server.domain.experiment_space import validated_assignments
 from suggestion_server.services.context import ServerContext
 from suggestion_server.services.queued_suggestions import take_queued_assignments
@@ -97,14 +98,19 @@ def _without_engine(
         _check_active(experiment, for_run=on_insert is not None)
         params = json.loads(experiment.parameters_json)
         if body.assignments is not None:
-            manual = dumps(validated_assignments(body.assignments, params)) or "{}"
+            manual = (
+                dumps(validated_assignments(body.assignments, params, conditionals_of(experiment)))
+                or "{}"
+            )
             return _inserted(
                 ctx, session, experiment.id, manual, body.metadata, "manual", on_insert
             )
         if experiment.has_queued_suggestions:
             # Takers of the queue are serialized by the experiment's row lock (as its deletes).
             experiment_row_for_client(session, client_id, experiment_id, lock=True)
-            queued = take_queued_assignments(session, experiment.id, params)
+            queued = take_queued_assignments(
+                session, experiment.id, params, conditionals_of(experiment)
+            )
             if queued is not None:
                 queued_json = dumps(queued) or "{}"
                 return _inserted(

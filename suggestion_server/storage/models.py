@@ -86,6 +86,8 @@ class Experiment(Base):
     parallel_bandwidth: Mapped[int | None] = mapped_column(Integer, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
     linear_constraints_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The conditionals (JSON list of {name, values}); null for none (domain/conditionals.py).
+    conditionals_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The resolved ``training_monitor`` (docs/api.md, "Training runs and early stopping").
     training_monitor_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # AI experiments (docs/api.md, "Projects, AI experiments and runs"): the project's string id,

@@ -77,6 +77,26 @@ class CategoricalValueIn(_Strict):
     object: Literal["categorical_value"] | None = None
 
 
+class PriorIn(_Strict):
+    """A double's prior: ``{name: "normal", mean, scale}`` or ``{name: "beta", shape_a,
+    shape_b}``; ``object`` is tolerated so a fetched experiment can be posted back."""
+
+    name: str
+    mean: float | None = None
+    scale: float | None = None
+    shape_a: float | None = None
+    shape_b: float | None = None
+    object: Literal["normal_prior", "beta_prior"] | None = None
+
+
+class ConditionalIn(_Strict):
+    """A conditional of an experiment create: a name and its (string) values."""
+
+    name: str = Field(min_length=1, max_length=100)
+    values: list[str]
+    object: Literal["conditional"] | None = None
+
+
 class ParameterIn(_Strict):
     """One parameter of an experiment create."""
 
@@ -87,9 +107,9 @@ class ParameterIn(_Strict):
     transformation: Literal["log", "none"] | None = None
     grid: list[AssignmentValue] | None = None
     default_value: AssignmentValue | None = None
-    prior: dict[str, Any] | None = None
+    prior: PriorIn | None = None
     precision: int | None = None
-    conditions: dict[str, Any] | None = None
+    conditions: dict[str, Union[str, list[str]]] | None = None
     object: Literal["parameter"] | None = None
 
 
@@ -131,7 +151,7 @@ class ExperimentCreate(_Strict):
     parallel_bandwidth: int | None = None
     metadata: Metadata = None
     project: str | None = None
-    conditionals: list[Any] | None = None
+    conditionals: list[ConditionalIn] | None = None
     linear_constraints: list[LinearConstraintIn] | None = None
     num_solutions: int | None = None
     tasks: list[Any] | None = None
@@ -157,6 +177,8 @@ class ParameterUpdate(_Strict):
     # Echoed fields from a fetched experiment are tolerated but must not change anything.
     type: Literal["double", "int", "categorical"] | None = None
     object: Literal["parameter"] | None = None
+    # Present only to answer SigOpt's 400 ("Conditions cannot be updated for parameters").
+    conditions: Any = None
 
 
 class MetricUpdate(_Strict):
@@ -180,6 +202,8 @@ class ExperimentUpdate(_Strict):
     project: str | None = None
     # null removes the monitor; checkpoints then follow the no-monitor rules.
     training_monitor: TrainingMonitorIn | None = None
+    # Present only to answer SigOpt's 400 ("Conditionals cannot be updated for an experiment").
+    conditionals: Any = None
 
 
 class SuggestionCreate(_Lenient):
@@ -261,7 +285,7 @@ class ParameterOut(BaseModel):
     type: Literal["double", "int", "categorical"]
     bounds: BoundsOut | None
     categorical_values: list[CategoricalValueOut] | None
-    conditions: dict[str, Any]
+    conditions: dict[str, list[str]]
     default_value: AssignmentValue | None
     grid: list[AssignmentValue]
     precision: int | None
@@ -322,7 +346,7 @@ class ExperimentOut(BaseModel):
     metadata: dict[str, Union[str, int, float]] | None
     metrics: list[MetricOut]
     parameters: list[ParameterOut]
-    conditionals: list[Any]
+    conditionals: list[ConditionalOut]
     linear_constraints: list[Any]
     num_solutions: int | None
     observation_budget: int | None
@@ -349,6 +373,12 @@ class QueuedSuggestionOut(BaseModel):
     experiment: str
     assignments: Assignments
     created: int
+
+
+class ConditionalOut(BaseModel):
+    object: Literal["conditional"] = "conditional"
+    name: str
+    values: list[str]
 
 
 class BestPracticesOut(BaseModel):

@@ -131,7 +131,7 @@ CASES: list[tuple[str, str, Any, int, list[str]]] = [
         "/v1/experiments",
         _spec(conditionals=[{"name": "c", "values": ["a"]}]),
         400,
-        ["conditionals"],
+        ["Conditional c", "at least 2 values"],
     ),
     ("POST", "/v1/experiments", _spec(metadata={"k": True}), 400, ["metadata.k"]),
     (

@@ -25,6 +25,7 @@ from suggestion_server.http.routes import (
     projects,
     queued_suggestions,
     runs,
+    stopping_criteria,
     suggestions,
     training_runs,
 )
@@ -190,6 +191,7 @@ def create_app(
         queued_suggestions,
         observations,
         best_assignments,
+        stopping_criteria,
         fleet_spend,
         training_runs,
         checkpoints,

@@ -381,6 +381,12 @@ class ConditionalOut(BaseModel):
     values: list[str]
 
 
+class StoppingCriteriaOut(BaseModel):
+    object: Literal["stopping_criteria"] = "stopping_criteria"
+    should_stop: bool
+    reasons: list[Literal["possible_stagnation", "observation_budget_reached"]]
+
+
 class BestPracticesOut(BaseModel):
     object: Literal["best_practices"] = "best_practices"
     violations: list[str]

@@ -13,7 +13,7 @@ import importlib.util
 import random
 import warnings
 from collections.abc import Callable, Container, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import optuna
@@ -24,7 +24,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from benchmarks.quality_problems import Problem
+from benchmarks.quality_problems import Priors, Problem
 from suggestion_server.optimizer.api import (
     AssignmentValue,
     ObservationRow,
@@ -58,14 +58,19 @@ def optfleet_suggester(seed: int) -> Suggester:
     return StudySuggester(seed=seed)
 
 
-def search_spec(problem: Problem) -> SearchSpec:
-    """The problem as the server's engine sees an offline (optimized) experiment."""
+def search_spec(problem: Problem, priors: Priors = ()) -> SearchSpec:
+    """The problem as the server's engine sees an offline (optimized) experiment, with
+    ``priors`` on some of its parameters."""
+    given = dict(priors)
     return SearchSpec(
         experiment_id=1,
         kind="offline",
-        parameters=problem.parameters,
+        parameters=tuple(
+            replace(p, prior=given[p.name]) if p.name in given else p for p in problem.parameters
+        ),
         metric_names=(METRIC,),
         directions=("minimize",),
+        conditionals=problem.conditionals,
     )
 
 
@@ -89,9 +94,9 @@ class FleetRows:
 class OptfleetOptimizer:
     """The server's engine: one ``propose`` per suggestion, observations appended as rows."""
 
-    def __init__(self, problem: Problem, seed: int) -> None:
+    def __init__(self, problem: Problem, seed: int, priors: Priors = ()) -> None:
         self._engine = optfleet_suggester(seed)
-        self._spec = search_spec(problem)
+        self._spec = search_spec(problem, priors)
         self._rows = FleetRows()
         self._next_suggestion_id = 1
 
@@ -167,7 +172,11 @@ class OptunaOptimizer:
 
     def __init__(self, problem: Problem, sampler: optuna.samplers.BaseSampler) -> None:
         self._study = optuna.create_study(direction="minimize", sampler=sampler)
+        # Conditionals as categoricals: the objective reads only the active parameters.
         self._distributions = {p.name: distribution_of(p) for p in problem.parameters}
+        self._distributions.update(
+            (c.name, CategoricalDistribution(c.values)) for c in problem.conditionals
+        )
         self._trials: dict[int, optuna.Trial] = {}
 
     def ask(self) -> tuple[int, dict[str, AssignmentValue]]:
@@ -235,6 +244,18 @@ METHODS: dict[str, Method] = {
         Method("gp", "Optuna GPSampler", _optuna(_gp), needs=("torch", "scipy"), slow=True),
         Method("cmaes", "Optuna CMA-ES", _optuna(_cmaes), needs=("cmaes",)),
         Method("optfleet_http", "optfleet server over HTTP", _http, default=False),
+        Method(
+            "optfleet_prior_right",
+            "optfleet engine, priors near the optimum",
+            lambda problem, seed: OptfleetOptimizer(problem, seed, problem.prior_right),
+            default=False,
+        ),
+        Method(
+            "optfleet_prior_wrong",
+            "optfleet engine, priors far from the optimum",
+            lambda problem, seed: OptfleetOptimizer(problem, seed, problem.prior_wrong),
+            default=False,
+        ),
         Method(
             "saturated_padding",
             f"optfleet engine saturated: 1 in {SATURATED_RUN} proposed, rest random padding",

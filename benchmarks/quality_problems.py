@@ -16,14 +16,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from suggestion_server.optimizer.api import AssignmentValue, ParameterSpec
+from suggestion_server.optimizer.api import (
+    AssignmentValue,
+    ConditionalSpec,
+    NormalPrior,
+    ParameterSpec,
+)
 
 Assignments = Mapping[str, AssignmentValue]
+Priors = tuple[tuple[str, NormalPrior], ...]
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One benchmark problem. ``needs`` lists the import names the objective requires."""
+    """One benchmark problem. ``needs`` lists the import names the objective requires.
+
+    ``conditionals``: the problem's conditionals (its parameters' ``conditions`` refer to them);
+    methods that know no conditionals see each as one more categorical parameter, and the
+    objective reads only the active parameters. ``prior_right``/``prior_wrong``: normal priors
+    on some doubles, near the optimum and far from it (the priors section).
+    """
 
     name: str
     label: str
@@ -31,6 +43,9 @@ class Problem:
     objective: Callable[[Assignments], float]
     optimum: float | None
     needs: tuple[str, ...] = ()
+    conditionals: tuple[ConditionalSpec, ...] = ()
+    prior_right: Priors = ()
+    prior_wrong: Priors = ()
 
 
 def _box(names: list[str], low: float, high: float) -> tuple[ParameterSpec, ...]:
@@ -124,6 +139,58 @@ def mixed5(a: Assignments) -> float:
     )
 
 
+# The conditional problem: a "model" choice selects a sub-model with its own parameters, as a
+# hyperparameter search over model families does; ``scale`` (say, preprocessing) is shared.
+# svm: a Branin valley over (log C, log gamma), 0 at its three minima; forest: a bowl with its
+# floor at 0.15; linear: at 0.4. Global minimum 0: scale = 0.3 and svm at a Branin minimum.
+CONDITIONAL_MODELS = ConditionalSpec("model", ("linear", "forest", "svm"))
+_BRANIN_MIN = 0.397887357729738
+
+
+def conditional_models(a: Assignments) -> float:
+    loss = (float(a["scale"]) - 0.3) ** 2
+    model = str(a["model"])
+    if model == "svm":
+        u = (math.log10(float(a["C"])) + 3) / 6
+        v = (math.log10(float(a["gamma"])) + 4) / 5
+        return loss + (branin({"x0": -5 + 15 * u, "x1": 15 * v}) - _BRANIN_MIN) / 50
+    if model == "forest":
+        depth, features = int(a["depth"]), float(a["features"])
+        return loss + 0.15 + ((depth - 13) / 19) ** 2 + (features - 0.6) ** 2
+    return loss + 0.4 + (float(a["alpha"]) - 0.2) ** 2
+
+
+def _when(model: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return (("model", (model,)),)
+
+
+# The parameters each model's suggestions hold (the model itself and ``scale`` included).
+ACTIVE_BY_MODEL = {
+    "svm": {"model", "scale", "C", "gamma"},
+    "forest": {"model", "scale", "depth", "features"},
+    "linear": {"model", "scale", "alpha"},
+}
+CONDITIONAL_PARAMETERS = (
+    ParameterSpec(name="scale", type="double", low=0, high=1),
+    ParameterSpec(name="C", type="double", low=1e-3, high=1e3, log=True, conditions=_when("svm")),
+    ParameterSpec(
+        name="gamma", type="double", low=1e-4, high=10, log=True, conditions=_when("svm")
+    ),
+    ParameterSpec(name="depth", type="int", low=1, high=20, conditions=_when("forest")),
+    ParameterSpec(name="features", type="double", low=0, high=1, conditions=_when("forest")),
+    ParameterSpec(name="alpha", type="double", low=0, high=1, conditions=_when("linear")),
+)
+
+
+def _normal(center: float, low: float, high: float) -> NormalPrior:
+    """A prior centred on ``center`` with a scale of 15% of the range."""
+    return NormalPrior(mean=center, scale=0.15 * (high - low))
+
+
+# Hartmann-6's minimizer, and the point of the box farthest from it (each coordinate mirrored).
+_H6_OPTIMUM = (0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573)
+
+
 # SVC on scikit-learn's bundled breast_cancer data (no download): 3-fold CV error of a
 # standardized RBF SVC over log-scaled C and gamma. Folds are fixed, so the objective is
 # deterministic; the error moves in steps of 1/569.
@@ -178,9 +245,23 @@ PROBLEMS: dict[str, Problem] = {
             ),
             branin,
             0.397887357729738,
+            # Right: near the minimum at (pi, 2.275); wrong: the top-right corner region.
+            prior_right=(("x0", _normal(3.5, -5, 10)), ("x1", _normal(2.8, 0, 15))),
+            prior_wrong=(("x0", _normal(6.0, -5, 10)), ("x1", _normal(13.0, 0, 15))),
         ),
         Problem("hartmann3", "Hartmann-3", _box(_xs(3), 0, 1), hartmann3, -3.86278214782076),
-        Problem("hartmann6", "Hartmann-6", _box(_xs(6), 0, 1), hartmann6, -3.32236801141551),
+        Problem(
+            "hartmann6",
+            "Hartmann-6",
+            _box(_xs(6), 0, 1),
+            hartmann6,
+            -3.32236801141551,
+            # Right: 0.05 off the minimizer in every coordinate; wrong: its mirror image.
+            prior_right=tuple(
+                (f"x{i}", _normal(c + 0.05, 0, 1)) for i, c in enumerate(_H6_OPTIMUM)
+            ),
+            prior_wrong=tuple((f"x{i}", _normal(1 - c, 0, 1)) for i, c in enumerate(_H6_OPTIMUM)),
+        ),
         # Rosenbrock on [-2, 2] and Ackley on [-5, 5]: the domains the issue's table used (its
         # sequential-TPE column is reproduced exactly with these).
         Problem("rosenbrock4", "Rosenbrock 4-D", _box(_xs(4), -2, 2), rosenbrock4, 0.0),
@@ -208,6 +289,14 @@ PROBLEMS: dict[str, Problem] = {
             ),
             mixed5,
             0.0,
+        ),
+        Problem(
+            "conditional6",
+            "conditional: model in {linear, forest, svm}, 1 shared + 1-2 per model",
+            CONDITIONAL_PARAMETERS,
+            conditional_models,
+            0.0,
+            conditionals=(CONDITIONAL_MODELS,),
         ),
         Problem(
             "svc",

@@ -9,7 +9,7 @@ parts are assembled by wiring.py.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from worker_bootstrap import __version__
@@ -25,12 +25,13 @@ from worker_bootstrap.run_summary import RunSummary
 from worker_bootstrap.scanning import Scanner
 from worker_bootstrap.spot import SpotWatch
 from worker_bootstrap.stop_flags import StopFlags
+from worker_bootstrap.stopping_criteria import CriteriaWatch
 from worker_bootstrap.suggestion_create import SuggestionCreator
 
 Json = Dict[str, Any]
 
 # Stop reasons after which the agent takes its last look and applies when_done.
-_DONE = ("budget_reached", "cost_cap_reached")
+_DONE = ("budget_reached", "cost_cap_reached", "stopping_criteria")
 
 
 @dataclass(eq=False)
@@ -49,6 +50,7 @@ class Agent:
     scanner: Scanner
     creator: SuggestionCreator
     attempt: AttemptRunner
+    criteria: CriteriaWatch = field(default_factory=CriteriaWatch)
 
     def run(self) -> RunSummary:
         """Recover, resume, adopt, then evaluate until a stop condition; apply when_done."""
@@ -113,6 +115,8 @@ class Agent:
         count = (experiment.get("progress") or {}).get("observation_count")
         if isinstance(budget, (int, float)) and isinstance(count, (int, float)) and count >= budget:
             return "budget_reached"
+        if self.criteria.says_stop(self.experiment, experiment, self.log):
+            return "stopping_criteria"
         limit = self.settings.max_evaluations
         if limit is not None and self.summary.evaluations >= limit:
             return "max_evaluations"

@@ -18,6 +18,7 @@ from suggestion_server.pool.entries import BATCH_RANK, ENGINE_RANK, PADDING_RANK
 from suggestion_server.pool.optimizer_runs import OptimizerRunner
 from suggestion_server.storage.database import Store, make_engine
 from tests.server.conftest import Api, expect_api_error
+from tests.server.test_ai_experiments import Project
 from tests.support.server import RunningServer
 
 # The open-source server's example: x in {1, 5, 10}; b needs x in {5, 10}, c needs x = 10.
@@ -301,3 +302,32 @@ class _NoBatchPicks(StudySuggester):
 
     def propose_batch(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         return []
+
+
+def test_the_experiment_page_shows_conditionals_as_columns(server: RunningServer, api: Api) -> None:
+    eid = str(api.ok("POST", "/v1/experiments", json=_spec())["id"])
+    created = api.ok("POST", f"/v1/experiments/{eid}/suggestions", json={})
+    data = api.session.get(f"{server.url}/experiments/{eid}/data.json", timeout=30)
+    assert data.status_code == 200, data.text
+    payload = data.json()
+    columns = {p["name"]: p for p in payload["parameters"]}
+    assert set(columns) == {"a", "b", "c", "x"}
+    assert columns["x"]["categories"] == ["1", "5", "10"]
+    ((_, _, assignments, _),) = payload["suggestions"]
+    assert assignments == created["assignments"]
+
+
+def test_ai_experiment_runs_hold_only_active_parameters(api: Api) -> None:
+    project = Project(api)
+    body = {k: v for k, v in _spec().items() if k != "observation_budget"}
+    experiment = project.experiment(**body, budget=10)
+    assert experiment["conditionals"] == [
+        {"object": "conditional", "name": "x", "values": ["1", "5", "10"]}
+    ]
+    for _ in range(3):
+        _check_active(project.run(experiment["id"])["assignments"])
+    explicit = project.run(experiment["id"], assignments={"x": "5", "a": 0.5, "b": 2})
+    assert explicit["assignments"] == {"a": 0.5, "b": 2, "x": "5"}
+    refused = project.new_run(experiment["id"], assignments={"x": "1", "a": 0.5, "b": 2})
+    assert refused.status_code == 400
+    assert "Do not provide assignment for unsatisfied parameter" in refused.text

@@ -238,6 +238,11 @@ def experiment_payload(ctx: ServerContext, client_id: int, experiment_id: int) -
         }
         for p in exp["parameters"]
     ]
+    # A conditional is shown as the categorical it is in every suggestion and observation.
+    parameters += [
+        {"name": c["name"], "type": "categorical", "bounds": None, "categories": c["values"]}
+        for c in exp["conditionals"]
+    ]
     metrics = [
         {"name": m["name"] or "", "objective": m["objective"], "strategy": m["strategy"]}
         for m in exp["metrics"]

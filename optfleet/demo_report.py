@@ -12,26 +12,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from optfleet.observations import observation_value
-from worker_bootstrap.progress_keys import STOPPED_AT_STEP, STOPPED_EARLY, STOPPING_REASON
+from suggestion_server.domain.stopping_savings import flag_set, stopped_early
+from worker_bootstrap.progress_keys import STOPPED_AT_STEP, STOPPING_REASON
 
 
 def _meta(item: dict[str, Any]) -> dict[str, Any]:
     return item.get("metadata") or {}
 
 
-def _truthy(value: object) -> bool:
-    """Metadata flags arrive as 1, 1.0 or "1" depending on the peer."""
-    return str(value).strip().lower() in ("1", "1.0", "true", "yes")
-
-
 def is_resumed(observation: dict[str, Any]) -> bool:
     """The agent resumed this suggestion after a restart on the same instance."""
-    return _truthy(_meta(observation).get("resumed"))
+    return flag_set(_meta(observation).get("resumed"))
 
 
 def is_stopped_early(observation: dict[str, Any]) -> bool:
     """The server's early-stopping rule stopped this suggestion's training run."""
-    return _truthy(_meta(observation).get(STOPPED_EARLY))
+    return stopped_early(_meta(observation))
 
 
 def adopted_by(observation: dict[str, Any]) -> str | None:

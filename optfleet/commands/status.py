@@ -16,6 +16,7 @@ from optfleet.commands.experiment import add_api_arguments
 from optfleet.cost.experiment_cost import (
     ExperimentCost,
     experiment_cost,
+    stopping_line,
     unknown_attempts_note,
     usd,
 )
@@ -163,6 +164,8 @@ def print_cost(console: Console, cost: ExperimentCost) -> None:
     )
     if note := unknown_attempts_note(cost.split.unknown_attempts):
         console.print(f"  [yellow]interrupted unknown[/yellow]: {note}")
+    if line := stopping_line(cost.stopping.as_json()):
+        console.print(f"  {line}")
     if cost.control_plane is not None:
         console.print(
             f"  control plane (its EC2 instances only, shared by its experiments): "

@@ -16,7 +16,12 @@ from rich.console import Console
 from rich.table import Table
 
 from emulators.pricing import PricingEmulator, SimulatedInstance, SimulatedPrice
-from optfleet.cost.experiment_cost import experiment_cost, unknown_attempts_note, usd
+from optfleet.cost.experiment_cost import (
+    experiment_cost,
+    stopping_line,
+    unknown_attempts_note,
+    usd,
+)
 from worker_bootstrap.cost.fleet_spend import fleet_spend
 from worker_bootstrap.cost.pricing import PriceBook
 
@@ -132,6 +137,8 @@ def print_cost_table(console: Console, cost: dict[str, Any]) -> None:
     )
     if note := unknown_attempts_note(wasted["unknown_attempts"]):
         console.print(f"interrupted unknown: {note}")
+    if line := stopping_line(cost["stopping"]):
+        console.print(f"{line}; {cost['prices']}")
     if cost["max_cost_usd"] is not None:
         state = "not reached"
         if cost["cap_reached"]:

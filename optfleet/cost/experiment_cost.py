@@ -10,18 +10,22 @@ times each instance's price); the split comes from what the agents stamped:
   successful ones, an earlier attempt without a recorded cost is unknown (``unknown_attempts``);
 - evaluating also holds the running attempts of open suggestions;
 - idle/booting: the rest of the fleet's time (boot, waiting, draining, and duplicate work whose
-  result was dropped after its last lease renewal).
+  result was dropped after its last lease renewal);
+- early stopping: the runs stopped early, their spend and the estimated saving, by the server's
+  ``suggestion_server.domain.stopping_savings`` (the page shows the same figures).
 
 USD follows the same split; an unknown price makes that part unknown (None), never 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from optfleet.observations import observation_value
 from suggestion_server.domain.cost_split import CostSplit, Spend, cost_split, number_or_none
+from suggestion_server.domain.stopping_savings import StoppingSavings, stopping_savings
 from worker_bootstrap.adoption import oldest_first
 from worker_bootstrap.cost import keys
 from worker_bootstrap.cost.attempt_spend import spent_so_far
@@ -57,6 +61,7 @@ class ExperimentCost:
     cap_usd: float | None = None
     budget_reached: bool = False  # the observation budget came first: the cap did not stop it
     control_plane: Spend | None = None  # its EC2 instances, when asked for (shared by experiments)
+    stopping: StoppingSavings = field(default_factory=lambda: stopping_savings([]))
 
     @property
     def evaluating(self) -> Spend:
@@ -118,6 +123,7 @@ class ExperimentCost:
             "cap_reached": self.cap_reached,
             "stopped_by_cap": self.stopped_by_cap,
             "unknown_prices": self.unknown_prices,
+            "stopping": self.stopping.as_json(),
             "observations": [asdict(o) for o in self.observations],
         }
 
@@ -145,7 +151,9 @@ def experiment_cost(
     if isinstance(budget, int) and isinstance(count, int):
         result.budget_reached = count >= budget
     ordered = sorted(observations, key=oldest_first)
-    result.split = cost_split((bool(o.get("failed")), o.get("metadata") or {}) for o in ordered)
+    pairs = [(bool(o.get("failed")), o.get("metadata") or {}) for o in ordered]
+    result.split = cost_split(pairs)
+    result.stopping = stopping_savings(pairs)
     for observation, cumulative in zip(ordered, result.split.cumulative_usd):
         metadata = observation.get("metadata") or {}
         result.observations.append(
@@ -180,3 +188,24 @@ def unknown_attempts_note(count: int) -> str:
         return ""
     whose = "observation's" if count == 1 else "observations'"
     return f"{count} {whose} earlier attempts have no recorded cost"
+
+
+def stopping_line(stopping: Mapping[str, Any]) -> str:
+    """Early stopping's spend and estimated saving in one line (``stopping`` as JSON), or ""
+    when no run was stopped early (`optfleet status` and the demo print it)."""
+    if not stopping["stopped"]:
+        return ""
+    spent, saving = stopping["spent"], stopping["estimated_saving"]
+    runs = "run" if stopping["stopped"] == 1 else "runs"
+    line = (
+        f"stopped early: {stopping['stopped']} {runs} spent {usd(spent['usd'])} "
+        f"({_seconds(spent['seconds'])}); estimated saving {usd(saving['usd'])} "
+        f"({_seconds(saving['seconds'])}) against the median of "
+        f"{stopping['full_length']} full-length runs "
+        f"({usd(stopping['median_full_length']['usd'])} each)"
+    )
+    return f"{line}; unknown: {stopping['note']}" if stopping["note"] else line
+
+
+def _seconds(value: float | None) -> str:
+    return "unknown instance-seconds" if value is None else f"{value:,.0f} instance-seconds"

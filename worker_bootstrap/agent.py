@@ -68,7 +68,6 @@ class Agent:
                 "OPTFLEET_HTTP_TIMEOUT: adoption races are only safe on a fast API",
             )
         experiment = self.experiment.fetch(at_start=True)
-        self.scanner.create_was_in_flight = self.creator.marker_left_behind()
         self.recovery.kill_stale_evaluations()
         if experiment.get("state") != "deleted":
             self.recovery.report_journaled_results()

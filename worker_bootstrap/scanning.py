@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from worker_bootstrap.adoption import oldest_first, owner_of
 from worker_bootstrap.config import Settings
+from worker_bootstrap.create_marker import CreateMarker
 from worker_bootstrap.journal import Journal
 from worker_bootstrap.logs import EventLog
 from worker_bootstrap.orphans import OrphanAdopter, Work
@@ -35,8 +36,8 @@ class Scanner:
     monotonic: Callable[[], float]
     sleep: Callable[[float], None]
     work: Work
-    # The previous process died while creating a suggestion no scan has shown yet.
-    create_was_in_flight: bool = field(default=False, init=False)
+    # Whether a previous process died while creating a suggestion no scan has shown yet.
+    create_marker: CreateMarker
     _full_scan_requested: bool = field(default=False, init=False)
 
     def request_full_scan(self) -> None:
@@ -79,12 +80,14 @@ class Scanner:
         At scale a full list per agent would be the fleet's one N² moment, so the agent lists
         only its own suggestions and takes the (sampled, possibly lapsed-only) orphan look.
         """
-        if self.create_was_in_flight:
-            # The previous process died while creating a suggestion that no scan has shown
-            # yet: the server may still be computing it. Wait one request timeout (bounded)
-            # before the lists below, so it is finished rather than left open.
-            self.log.event("waiting_for_create_in_flight", seconds=self.settings.http_timeout_s)
-            self.sleep(self.settings.http_timeout_s)
+        wait_s = self.create_marker.wait_left_s(self.settings.http_timeout_s)
+        if wait_s > 0:
+            # A previous process died while creating a suggestion that no scan has shown yet:
+            # the server may still be computing it. Wait until one request timeout has passed
+            # since that create started, so the lists below see it rather than leave it open.
+            self.log.event("waiting_for_create_in_flight", seconds=round(wait_s, 3))
+            self.sleep(wait_s)
+        self.create_marker.settled()
         open_seen = self.lister.open_seen
         final_look = self.settings.adopt and self.cadence.takes_final_look(open_seen)
         small = self.settings.adopt_scan_rows <= 0 or open_seen <= self.settings.adopt_scan_rows
@@ -134,6 +137,7 @@ class Scanner:
             if taken is None:
                 continue
             if not taken.started_before:
-                self.create_was_in_flight = False  # that create did land: nothing to wait for
+                # Perhaps the create a dead process left in flight: then nothing to wait for.
+                self.create_marker.picked_up(taken.suggestion.get("created"))
             self.work(taken.suggestion, taken.started_before)
         return True

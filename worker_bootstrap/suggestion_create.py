@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional
 from worker_bootstrap.adoption import oldest_first, owner_of
 from worker_bootstrap.api_client import AmbiguousRequest, ApiClient, ApiError, ApiUnavailable
 from worker_bootstrap.config import Settings
+from worker_bootstrap.create_marker import CreateMarker
 from worker_bootstrap.experiment_status import ExperimentStatus
 from worker_bootstrap.instance import Instance
 from worker_bootstrap.journal import Journal
@@ -20,10 +21,6 @@ from worker_bootstrap.logs import EventLog
 from worker_bootstrap.steps import AFTER_SUGGESTION_CREATE, StepHooks
 
 Json = Dict[str, Any]
-
-# In the state directory while a suggestion create is in flight: the next process then knows the
-# server may still be computing one it has not listed yet (scanning.py, the last look).
-CREATE_MARKER = "create-in-flight"
 
 
 @dataclass(eq=False)
@@ -39,19 +36,12 @@ class SuggestionCreator:
     log: EventLog
     hooks: StepHooks
     on_ambiguous: Callable[[], None]  # after an ambiguous create: the next scan should be full
-
-    def marker_left_behind(self) -> bool:
-        """Whether a previous process died while creating a suggestion."""
-        return (self.journal.state_dir / CREATE_MARKER).exists()
+    marker: CreateMarker
 
     def create(self) -> Optional[Json]:
         """The new suggestion; None when the experiment turned out to be deleted."""
-        marker = self.journal.state_dir / CREATE_MARKER
-        marker.touch()
-        try:
+        with self.marker.creating():
             return self._create_once()
-        finally:
-            marker.unlink(missing_ok=True)
 
     def _create_once(self) -> Optional[Json]:
         metadata = self.instance.metadata()

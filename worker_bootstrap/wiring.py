@@ -22,6 +22,7 @@ from worker_bootstrap.config import Settings
 from worker_bootstrap.cost.attempt_spend import SpendTracker
 from worker_bootstrap.cost.cap import CostCap
 from worker_bootstrap.cost.pricing import PriceBook
+from worker_bootstrap.create_marker import CreateMarker
 from worker_bootstrap.evaluation import Evaluator
 from worker_bootstrap.experiment_status import ExperimentStatus
 from worker_bootstrap.instance import Instance
@@ -151,6 +152,7 @@ def wire_agent(
     cadence = ScanCadence(
         settings.adopt_interval_s, settings.adopt_scan_rows, rng, settings.scan_filters
     )
+    create_marker = CreateMarker(journal.state_dir, clocks.wall)
     scanner = Scanner(
         settings=settings,
         instance_id=me,
@@ -185,6 +187,7 @@ def wire_agent(
         monotonic=clocks.monotonic,
         sleep=clocks.sleep,
         work=attempt.run,
+        create_marker=create_marker,
     )
     creator = SuggestionCreator(
         api=api,
@@ -196,6 +199,7 @@ def wire_agent(
         log=log,
         hooks=hooks,
         on_ambiguous=scanner.request_full_scan,
+        marker=create_marker,
     )
     return Agent(
         settings=settings,

@@ -34,13 +34,29 @@ def reported_ids(agents: list[AgentProcess]) -> list[str]:
     return [str(e["suggestion_id"]) for a in agents for e in a.events("observation_reported")]
 
 
+def owner_story(agents: list[AgentProcess], suggestion: dict[str, object]) -> list[str]:
+    """The owning agent's starts, stops, creates and scans, to tell why a suggestion stayed open."""
+    owner = (suggestion.get("metadata") or {}).get("instance_id")  # type: ignore[union-attr]
+    wanted = ("agent_started", "agent_finished", "waiting_for_create_in_flight")
+    story = []
+    for agent in agents:
+        for e in agent.events():
+            if e.get("instance_id") != owner:
+                continue
+            if e["event"] in wanted or "listed" in e["event"] or e.get("suggestion_id"):
+                story.append(f"{e['ts']} {e['event']} {e.get('suggestion_id') or ''}")
+    return story[-40:]
+
+
 def assert_exactly_once(api: Api, eid: str, agents: list[AgentProcess]) -> Counter[str]:
     """Every suggestion has exactly one observation, none is open, no acknowledged one is lost."""
     per_suggestion = api.observations_per_suggestion(eid)
     every = {str(s["id"]) for s in api.suggestions(eid)}
     assert set(per_suggestion.values()) == {1}, per_suggestion
     left_open = api.open_suggestions(eid)
-    assert left_open == [], [(s["id"], s.get("metadata")) for s in left_open]
+    assert left_open == [], [
+        (s["id"], s.get("created"), s.get("metadata"), owner_story(agents, s)) for s in left_open
+    ]
     assert set(per_suggestion) == every, every - set(per_suggestion)
     acknowledged = reported_ids(agents)
     lost = [sid for sid in acknowledged if sid not in per_suggestion]

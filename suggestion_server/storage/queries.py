@@ -57,7 +57,11 @@ def dumps(value: Any) -> str | None:
 _EXPERIMENT = select(Experiment).where(
     Experiment.id == bindparam("eid"), Experiment.client_id == bindparam("cid")
 )
-_EXPERIMENT_FOR_UPDATE = _EXPERIMENT.with_for_update()
+# FOR NO KEY UPDATE on PostgreSQL: it serializes the experiment's writers as FOR UPDATE does, but
+# lets an insert that references the experiment (a rung value, under a run's lock) take its
+# key-share lock, so observation (experiment, then run) and checkpoint (run, then an insert
+# referencing the experiment) cannot deadlock. The key never changes: this is the right mode.
+_EXPERIMENT_FOR_UPDATE = _EXPERIMENT.with_for_update(key_share=True)
 _SUGGESTION = select(Suggestion).where(
     Suggestion.id == bindparam("sid"),
     Suggestion.experiment_id == bindparam("eid"),
@@ -133,7 +137,7 @@ _SET_CLIENT_SUGGESTION_METADATA = _SET_CLIENT_SUGGESTION_METADATA_ONLY.returning
 _EXPERIMENT_ROW = select(_EXPERIMENTS).where(
     _EXPERIMENTS.c.id == bindparam("eid"), _EXPERIMENTS.c.client_id == bindparam("cid")
 )
-_EXPERIMENT_ROW_FOR_UPDATE = _EXPERIMENT_ROW.with_for_update()
+_EXPERIMENT_ROW_FOR_UPDATE = _EXPERIMENT_ROW.with_for_update(key_share=True)  # as above
 # The same row plus whether suggestions are queued: suggestion creation's first read, one round
 # trip instead of two.
 _EXPERIMENT_ROW_WITH_QUEUE = select(

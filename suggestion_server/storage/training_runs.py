@@ -118,7 +118,9 @@ def lock_stopping_decisions(session: Session, experiment_id: int) -> None:
     """Serialize the experiment's rung records and decisions until the transaction ends.
 
     PostgreSQL: a transaction advisory lock, taken after the run's row lock and before nothing
-    else, so it cannot deadlock with observation creation (experiment row, then run row).
+    else, so it cannot deadlock with observation creation (experiment row, then run row). The
+    rung value inserted next references the experiment (a key-share lock on its row), which
+    the experiment lock (FOR NO KEY UPDATE, queries.py) does not block.
     SQLite: write transactions already run one at a time (``BEGIN IMMEDIATE``).
     """
     if session.get_bind().dialect.name != "postgresql":

@@ -104,9 +104,10 @@ class SearchSpec:
 @dataclass(frozen=True)
 class ObservationRow:
     """A stored, non-deleted observation. ``values`` maps optimized and constraint metric names
-    to values. ``stopped_at_step`` is the step at which the observation's training run was told
-    to stop early and stopped (None: no run, or it ran to its end); the optimizer does not use
-    it yet."""
+    to values. ``stopped_at_step`` is the step at which the observation's training run was
+    stopped early by the cross-run rule (ASHA, median) and stopped (None: no run, it ran to its
+    end, converged, reached ``max_checkpoints`` or went on past the answer); the optimizer
+    models such a run as a configuration seen to be losing (experiment_study.py)."""
 
     id: int
     suggestion_id: int | None

@@ -11,6 +11,15 @@ while the bad density is; the Gaussian process models them at the worst value. B
 COMPLETE they also count towards the start-up design: an experiment whose first ten evaluations
 fail starts modelling after those ten instead of sampling at random forever.
 
+Stopped runs (an observation whose training run was told to stop early, ``stopped_at_step``
+set) are configurations seen to be losing, neither failures nor full-fidelity values. For one
+objective they are PRUNED trials whose one intermediate value is the observed value at the stop,
+as Optuna's pruners leave them: TPE ranks them after every complete trial (later stop first,
+then value), and the Gaussian process models them no better than the worst full-length value
+(gp/proposer.py). For two objectives (TPE's ranking of pruned trials needs one direction) they
+are COMPLETE trials at values no better than the worst full-length value of each objective.
+They never change the worst values that failures are placed at.
+
 Every finished trial carries the same constraints (``failed``: 0 or 1, and ``metric:NAME`` per
 constraint metric: how far the value is on the wrong side of its threshold, NaN when unknown), so
 samplers that require one constraint vector per trial accept them.
@@ -175,15 +184,32 @@ class ExperimentStudy:
                 self._discard(running)
             return
         constraints = self._constraints_of(row)
+        state, intermediate = TrialState.COMPLETE, {}
+        if self._is_stopped(row) and len(values) == 1:
+            state, intermediate = TrialState.PRUNED, {row.stopped_at_step or 0: values[0]}
+        trial_values = values if state == TrialState.COMPLETE else None
         if running is not None and running.params == params:
             # Complete the trial the suggestion already had (keeps the trial count honest).
             for name, value in constraints.items():
                 self.storage.set_trial_system_attr(running.trial_id, f"constraints:{name}", value)
-            self.storage.set_trial_state_values(running.trial_id, TrialState.COMPLETE, values)
+            for step, value in intermediate.items():
+                self.storage.set_trial_intermediate_value(running.trial_id, step, value)
+            self.storage.set_trial_state_values(running.trial_id, state, trial_values)
             return
         if running is not None:
             self._discard(running)
-        self._append(params, TrialState.COMPLETE, values, constraints=constraints)
+        self._append(
+            params,
+            state,
+            trial_values,
+            constraints=constraints,
+            intermediate=intermediate,
+        )
+
+    @staticmethod
+    def _is_stopped(row: ObservationRow) -> bool:
+        """Whether the row is a run stopped early (failures stay failures)."""
+        return row.stopped_at_step is not None and not row.failed
 
     def _constraints_of(self, row: ObservationRow) -> dict[str, float]:
         """The trial constraints of an observation (≤ 0 is feasible; see module doc)."""
@@ -214,8 +240,20 @@ class ExperimentStudy:
             if value is None or not math.isfinite(value):
                 return None
             values.append(float(value))
+        if self._is_stopped(row):
+            return self._no_better_than_worst(values) if len(values) > 1 else values
         self._track_worst(values)
         return values
+
+    def _no_better_than_worst(self, values: list[float]) -> list[float]:
+        """A stopped run's values for two objectives: each no better than the worst
+        full-length value of its objective (as observed, before any full-length value)."""
+        if self.worst_values is None:
+            return values
+        return [
+            min(value, worst) if direction == "maximize" else max(value, worst)
+            for direction, value, worst in zip(self.spec.directions, values, self.worst_values)
+        ]
 
     def _track_worst(self, values: list[float]) -> None:
         if self.worst_values is None:
@@ -254,6 +292,7 @@ class ExperimentStudy:
         state: TrialState,
         values: list[float] | None,
         constraints: dict[str, float] | None = None,
+        intermediate: dict[int, float] | None = None,
     ) -> int:
         # Built directly rather than with optuna.trial.create_trial, whose per-trial validation
         # and distribution conversion were half of a cold rebuild; params_within() has already
@@ -276,7 +315,7 @@ class ExperimentStudy:
             user_attrs={},
             # FrozenTrial.set_constraint's storage format, as TPE's _split_trials reads it.
             system_attrs={f"constraints:{k}": v for k, v in (constraints or {}).items()},
-            intermediate_values={},
+            intermediate_values=dict(intermediate or {}),
             trial_id=-1,
         )
         return self.storage.append_trial(self.study._study_id, trial)
@@ -346,7 +385,7 @@ class ExperimentStudy:
     def _next_grid_point(self) -> dict[str, AssignmentValue]:
         if self.grid is None:
             raise RuntimeError(f"experiment {self.spec.experiment_id} is not a grid experiment")
-        states = (TrialState.COMPLETE, TrialState.RUNNING)
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         trials = self.study._get_trials(deepcopy=False, states=states)
         return self.grid.next_point(self.grid.visit_counts(_as_params(t.params) for t in trials))
 

@@ -7,6 +7,10 @@ fleet of 8, counting only finished ones would hand out about 17 start-up points 
 
 Every other start-up point takes parameters with a prior from the prior (priors.py).
 
+Runs stopped early are PRUNED trials (experiment_study.py): finished suggestions for the start-up
+count, and trials the model sees (TPE ranks them after the complete ones; the Gaussian process
+models them no better than the worst full-length value).
+
 Then the model sampler (Gaussian process or TPE) proposes. A proposal that violates a linear
 constraint is asked again (TPE samples at random and may), and after ``_FEASIBLE_TRIES`` replaced
 by a random feasible point, so no suggestion ever violates one.
@@ -33,6 +37,8 @@ _FEASIBLE_TRIES = 8
 _RANDOM_FEASIBLE_BATCHES = 40
 _RANDOM_FEASIBLE_BATCH = 256
 _SOBOL_POINTS = 64
+# Trials that stand for observations: complete ones and runs stopped early (PRUNED).
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class FleetSampler(optuna.samplers.BaseSampler):
@@ -97,7 +103,7 @@ class FleetSampler(optuna.samplers.BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         others = self._others(study, trial._trial_id)
-        finished = [t for t in others if t.state == TrialState.COMPLETE]
+        finished = [t for t in others if t.state in _FINISHED]
         if self.model is None or not finished or len(others) < self._n_startup:
             return self._startup_point()
         if isinstance(self.model, GaussianProcessProposer):
@@ -136,19 +142,19 @@ class FleetSampler(optuna.samplers.BaseSampler):
 
     @staticmethod
     def _others(study: optuna.Study, asking: int | None) -> list[FrozenTrial]:
-        """Finished and running trials but the one asking."""
+        """Finished (complete or stopped) and running trials but the one asking."""
         trials = study._get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING), use_cache=True
+            deepcopy=False, states=(*_FINISHED, TrialState.RUNNING), use_cache=True
         )
         return [t for t in trials if t._trial_id != asking]
 
     def _modelled(self, others: list[FrozenTrial]) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
         """(finished, running) trials the Gaussian process models: feasible by construction;
-        trials lacking a parameter (added later) are left out."""
+        trials lacking a parameter (added later) are left out. Finished includes stopped runs."""
         names = self._distributions.keys()
         usable = [t for t in others if names <= t.params.keys()]
         return (
-            [t for t in usable if t.state == TrialState.COMPLETE],
+            [t for t in usable if t.state in _FINISHED],
             [t for t in usable if t.state == TrialState.RUNNING],
         )
 

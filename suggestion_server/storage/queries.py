@@ -374,6 +374,13 @@ def live_observations(session: Session, experiment_id: int) -> Sequence[Observat
     ).all()
 
 
+def _stopped_losing(reason: str | None, stopped_at: int | None, last_step: int | None) -> bool:
+    """Whether a run was stopped by the cross-run rule (reasons ``<rule>_rung_<step>``,
+    domain/early_stopping.py's ``rule_reason``) and stopped there: a configuration seen to be
+    losing. A run that converged or reached ``max_checkpoints`` has its final value."""
+    return reason is not None and "_rung_" in reason and stopped_at == last_step
+
+
 class SqlRowSource:
     """The engine's read access to one experiment's rows, inside the caller's transaction."""
 
@@ -398,6 +405,7 @@ class SqlRowSource:
                 Observation.failed,
                 TrainingRun.stopped_at_step,
                 TrainingRun.last_step,
+                TrainingRun.stopping_reason,
             )
             .outerjoin(
                 TrainingRun,
@@ -412,7 +420,7 @@ class SqlRowSource:
             .order_by(Observation.id)
         ).all()
         result = []
-        for oid, sid, assignments, values, failed, stopped_at, last_step in rows:
+        for oid, sid, assignments, values, failed, stopped_at, last_step, reason in rows:
             if oid in known:
                 continue
             mapped: dict[str, float] | None = None
@@ -430,7 +438,9 @@ class SqlRowSource:
                     values=mapped,
                     failed=bool(failed),
                     # Told to stop and stopped there: a run that went on past the answer ran on.
-                    stopped_at_step=stopped_at if stopped_at == last_step else None,
+                    stopped_at_step=stopped_at
+                    if _stopped_losing(reason, stopped_at, last_step)
+                    else None,
                 )
             )
         return result

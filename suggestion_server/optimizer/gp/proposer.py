@@ -1,7 +1,8 @@
 """Gaussian-process Bayesian optimization, aware of the fleet's open work.
 
 Each ask models the completed trials (failed ones at the worst value seen, so the model learns to
-avoid them), conditions the model on the RUNNING trials at its own predicted values (the
+avoid them; runs stopped early, PRUNED trials, no better than the worst full-length value, see
+``modelled_values``), conditions the model on the RUNNING trials at its own predicted values (the
 "kriging believer": in-flight points are believed to come out as predicted, which removes their
 uncertainty and so spreads a fleet's parallel proposals instead of crowding one spot), and
 maximizes log EI times the probability of meeting every constraint metric.
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from suggestion_server.optimizer.api import AssignmentValue, LinearConstraint, ParameterSpec
 from suggestion_server.optimizer.conditionals import on_active_parameters
@@ -186,7 +187,8 @@ class GaussianProcessProposer:
         if len(complete) <= self._max_fit_points:
             return list(complete)
         keep_best = self._max_fit_points // 3
-        ranked = sorted(complete, key=lambda t: self._sign * _objective_value(t))
+        # Full-length runs first: a stopped run's early value is no claim to be among the best.
+        ranked = sorted(complete, key=lambda t: (_stopped(t), self._sign * _objective_value(t)))
         best = {t._trial_id for t in ranked[:keep_best]}
         recent = [t for t in complete if t._trial_id not in best][
             -(self._max_fit_points - keep_best) :
@@ -200,7 +202,7 @@ class GaussianProcessProposer:
         xp: np.ndarray,
         failed: np.ndarray,
     ) -> GaussianProcess:
-        raw = np.array([self._sign * _objective_value(t) for t in complete])
+        raw = modelled_values(complete, self._sign, failed)
         ok = ~failed & np.isfinite(raw)
         worst = float(raw[ok].max()) if ok.any() else 0.0
         raw = np.where(ok, raw, worst)
@@ -287,8 +289,40 @@ def _worth_refitting(fitted: tuple[int, ...], now: tuple[int, ...]) -> bool:
 
 
 def _objective_value(trial: FrozenTrial) -> float:
+    """The trial's value; a stopped run's value at its last step."""
     values = trial.values
-    return float(values[0]) if values else math.nan
+    if values:
+        return float(values[0])
+    if trial.intermediate_values:
+        return float(trial.intermediate_values[max(trial.intermediate_values)])
+    return math.nan
+
+
+def _stopped(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.PRUNED
+
+
+def modelled_values(
+    trials: Sequence[FrozenTrial], sign: float, failed: np.ndarray | None = None
+) -> np.ndarray:
+    """The values the objective model sees, minimized (``sign`` -1 for a maximized metric).
+
+    A run stopped early is a configuration seen to be losing, not a full-length value: it is
+    modelled at the worse of its own value at the stop and the worst value of a full-length
+    run, so it is never the incumbent and the model steers away from its region without
+    believing its early value. Before any full-length value, stopped runs keep their own
+    values (nothing better is known). Failed trials and NaN stay as they are.
+    """
+    raw = np.array([sign * _objective_value(t) for t in trials], dtype=float)
+    if not len(raw):
+        return raw
+    stopped = np.array([_stopped(t) for t in trials])
+    ok = np.isfinite(raw) & (np.ones(len(raw), dtype=bool) if failed is None else ~failed)
+    full = ok & ~stopped
+    if full.any():
+        floor = float(raw[full].max())
+        raw = np.where(ok & stopped, np.maximum(raw, floor), raw)
+    return raw
 
 
 def _violation(trial: FrozenTrial, key: str) -> float:

@@ -14,7 +14,7 @@ from tests.cost.conftest import TOKEN, create_experiment
 from tests.cost.test_status_cost import observe
 from tests.support.ports import wait_until
 from tests.support.server import RunningServer
-from tests.web.conftest import Fleet, sign_in
+from tests.web.conftest import Fleet, rendered_summary, sign_in
 
 COSTS = [0.25, 0.5, 0.125]  # chronological; the third observation failed
 # A successful observation whose earlier attempts have seconds but no recorded cost (a peer that
@@ -57,9 +57,7 @@ def page(browser: Any, costed: Fleet) -> Iterator[Any]:
 
 
 def test_cost_column_summary_and_cost_axis(page: Any, costed: Fleet) -> None:
-    page.goto(costed.page_url)
-    page.wait_for_selector("#app[data-rendered]")
-    summary = page.locator("#summary").text_content()
+    summary = rendered_summary(page, costed.page_url)
     assert "observations cost $0.8750 (wasted: failed $0.1250, earlier attempts $0.0000)" in summary
     page.click("[data-tab=history]")
     headers = page.locator("#history-table thead th").all_text_contents()
@@ -82,9 +80,7 @@ def test_cost_column_summary_and_cost_axis(page: Any, costed: Fleet) -> None:
 def test_an_unpriced_earlier_attempt_is_unknown_on_the_page_and_in_the_cli(
     page: Any, unknown_earlier: Fleet
 ) -> None:
-    page.goto(unknown_earlier.page_url)
-    page.wait_for_selector("#app[data-rendered]")
-    summary = page.locator("#summary").text_content()
+    summary = rendered_summary(page, unknown_earlier.page_url)
     assert (
         "observations cost $0.7500 (wasted: failed $0.0000, earlier attempts unknown: "
         "1 observation's earlier attempts have no recorded cost)"

@@ -143,3 +143,10 @@ def sign_in(browser: Any, fleet: Fleet, token: str | None = None) -> Any:
     page.click("button[type=submit]")
     page.wait_for_url(f"{fleet.server.url}/")
     return context, page
+
+
+def rendered_summary(page: Any, url: str) -> str:
+    """Open an experiment page, wait until its script rendered the data, return the summary."""
+    page.goto(url)
+    page.wait_for_selector("#app[data-rendered]")
+    return str(page.locator("#summary").text_content())

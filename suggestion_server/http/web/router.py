@@ -25,6 +25,7 @@ from suggestion_server.http.auth import authenticated_client
 from suggestion_server.http.web import sessions
 from suggestion_server.http.web.page_cost import page_cost
 from suggestion_server.http.web.queries import experiment_rows_json, token_by_id, token_row
+from suggestion_server.http.web.run_curves import RunsPage, run_curves_json, runs_page
 from suggestion_server.http.web.static_files import PLOTLY_NAME, plotly_version, static_file
 from suggestion_server.services.context import ServerContext
 from suggestion_server.services.experiments import list_experiments
@@ -285,9 +286,8 @@ def _json_response(request: Request, body: bytes, now: int) -> Response:
     )
 
 
-@router.get("/experiments/{experiment_id}/data.json")
-async def experiment_data(request: Request, experiment_id: str) -> Response:
-    """The experiment's page data (polled by the page while a fleet runs)."""
+async def _data_client(request: Request, experiment_id: str) -> int | Response:
+    """The client asking for an experiment's JSON, or the 401/404 to answer instead."""
     client_id = await _web_client(request)
     if client_id is None:
         return _secure_headers(
@@ -295,8 +295,39 @@ async def experiment_data(request: Request, experiment_id: str) -> Response:
         )
     if not experiment_id.isdigit():
         return _secure_headers(error_response(404, "The requested resource could not be found"))
+    return client_id
+
+
+@router.get("/experiments/{experiment_id}/data.json")
+async def experiment_data(request: Request, experiment_id: str) -> Response:
+    """The experiment's page data (polled by the page while a fleet runs)."""
+    client_id = await _data_client(request, experiment_id)
+    if isinstance(client_id, Response):
+        return client_id
     payload = await run_in_threadpool(
         experiment_payload, _context(request), client_id, int(experiment_id)
+    )
+    return _json_response(request, payload, _context(request).now())
+
+
+def runs_payload(ctx: ServerContext, client_id: int, experiment_id: int, page: RunsPage) -> bytes:
+    """One page of the experiment's training runs with their checkpoints (JSON bytes)."""
+    with ctx.store.read() as session:
+        experiment_row_for_client(session, client_id, experiment_id)
+        return run_curves_json(session, experiment_id, page).encode("utf-8")
+
+
+@router.get("/experiments/{experiment_id}/runs.json")
+async def experiment_runs(request: Request, experiment_id: str) -> Response:
+    """The "value vs step" plot's data: ``limit`` runs (default 50, at most 100), newest first,
+    older than the run id ``before``."""
+    client_id = await _data_client(request, experiment_id)
+    if isinstance(client_id, Response):
+        return client_id
+    query = request.query_params
+    page = runs_page(query.get("limit"), query.get("before"))
+    payload = await run_in_threadpool(
+        runs_payload, _context(request), client_id, int(experiment_id), page
     )
     return _json_response(request, payload, _context(request).now())
 

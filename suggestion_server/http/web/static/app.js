@@ -14,6 +14,8 @@
   let etag = null;
   let plotlyPromise = null;
   const view = { tab: 'suggestions', page: 0, failedOnly: false, key: '', value: '', axes: null };
+  // The runs plot's page: runs older than `before` (null: the newest); `newer` the cursors back.
+  const runsView = { before: null, newer: [], etag: null, url: null, body: null };
 
   // ---- small helpers -------------------------------------------------------------------------
   function el(tag, text, className) {
@@ -150,7 +152,7 @@
       e.observation_count + ' observations' + budget + ' · ' + failed + ' failed · ' +
       e.open_suggestion_count + ' open suggestions' +
       (e.parallel_bandwidth ? ' (parallel bandwidth ' + e.parallel_bandwidth + ')' : '') +
-      (e.state !== 'active' ? ' · ' + e.state : '') + costSummary();
+      (e.state !== 'active' ? ' · ' + e.state : '') + costSummary() + stoppingSummary();
   }
 
   // The server splits the observations' cost (suggestion_server/domain/cost_split.py, the rule
@@ -171,6 +173,15 @@
     return ' · observations cost ' + dollars(cost.total.usd) + ' (wasted: failed ' +
       dollars(cost.failed.usd) + ', earlier attempts ' + dollars(cost.earlier_attempts.usd) +
       (why ? ': ' + why : '') + ')';
+  }
+
+  // Early stopping's figures, from the server as well (domain/stopping_savings.py).
+  function stoppingSummary() {
+    const s = data.cost.stopping;
+    if (!s.stopped) return '';
+    return ' · stopped early: ' + s.stopped + (s.stopped === 1 ? ' run' : ' runs') + ' spent ' +
+      dollars(s.spent.usd) + ', estimated saving ' + dollars(s.estimated_saving.usd) +
+      (s.note ? ' (unknown: ' + s.note + ')' : '');
   }
 
   function fillHead(table, names) {
@@ -253,9 +264,15 @@
     const keys = usedKeys(data.observations, 6);
     renderFilterChoices(keys);
     const costKey = data.metadata_keys.indexOf(data.cost.metadata_key);
-    const rest = keys.slice(1).filter((k) => k !== costKey);
-    fillHead(table, ['Id', 'Created (UTC)', 'Status', 'instance_id', 'Cost (USD)', ...data.metrics.map(metricLabel),
-      ...data.parameters.map((p) => p.name), ...rest.map((k) => data.metadata_keys[k])]);
+    const stopKeys = data.cost.stopping.metadata_keys;
+    const stepKey = data.metadata_keys.indexOf(stopKeys.stopped_at_step);
+    const reasonKey = data.metadata_keys.indexOf(stopKeys.stopping_reason);
+    const shownApart = [costKey, stepKey, reasonKey, data.metadata_keys.indexOf(stopKeys.stopped_early)];
+    const rest = keys.slice(1).filter((k) => !shownApart.includes(k));
+    const stopped = (row) => (stepKey < 0 || row[6][stepKey] === undefined || row[6][stepKey] === null ? ''
+      : 'step ' + fmt(row[6][stepKey]) + (reasonKey < 0 || row[6][reasonKey] == null ? '' : ' · ' + row[6][reasonKey]));
+    fillHead(table, ['Id', 'Created (UTC)', 'Status', 'instance_id', 'Cost (USD)', 'Stopped early',
+      ...data.metrics.map(metricLabel), ...data.parameters.map((p) => p.name), ...rest.map((k) => data.metadata_keys[k])]);
     const rows = filteredObservations();
     const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
     view.page = Math.min(view.page, pages - 1);
@@ -270,6 +287,7 @@
       tr.appendChild(el('td', row[2] === 1 ? 'failed' : 'ok', row[2] === 1 ? 'bad' : 'good'));
       tr.appendChild(el('td', fmt(row[6][0]), 'instance'));
       tr.appendChild(el('td', costKey < 0 ? '' : fmt(row[6][costKey]), 'num cost'));
+      tr.appendChild(el('td', stopped(row), 'stopped'));
       for (let i = 0; i < data.metrics.length; i++) tr.appendChild(el('td', fmt(row[5][i]), 'num'));
       for (const value of row[4]) tr.appendChild(el('td', fmt(value), 'num'));
       for (const k of rest) tr.appendChild(el('td', fmt(row[6][k]), 'meta'));
@@ -532,10 +550,90 @@
     return { traces: [{ type: 'parcoords', dimensions, line }], layout: { margin: { t: 60, r: 60, b: 30, l: 60 } } };
   }
 
+  // ---- value vs step per run (a page of runs from runs.json) -----------------------------------
+  async function loadRuns() {
+    const url = app.dataset.runsUrl + (runsView.before === null ? '' : '?before=' + runsView.before);
+    const headers = runsView.url === url && runsView.etag ? { 'If-None-Match': runsView.etag } : {};
+    const response = await fetch(url, { headers, credentials: 'same-origin', cache: 'no-cache' });
+    if (response.status === 304) return runsView.body;
+    if (!response.ok) throw new Error('runs: the server answered ' + response.status);
+    runsView.etag = response.headers.get('ETag');
+    runsView.url = url;
+    runsView.body = await response.json();
+    return runsView.body;
+  }
+
+  function valueOf(values, metric) {
+    const name = metric ? metric.name || '' : '';
+    const found = values.find((v) => (v.name || '') === name) || (data.metrics.length === 1 ? values[0] : null);
+    return found ? found.value : null;
+  }
+
+  // One line per run from its checkpoints; runs the server stopped are grey and dashed, with a
+  // red cross at the step they were stopped.
+  function runTraces(page) {
+    const metric = data.metrics[Number($('runs-metric').value || '0')];
+    const traces = [];
+    const stops = { x: [], y: [], text: [] };
+    for (const run of page.runs) {
+      const xs = [];
+      const ys = [];
+      for (const [step, values] of run.checkpoints) {
+        const v = valueOf(values, metric);
+        if (v !== null && v !== undefined) { xs.push(step); ys.push(v); }
+      }
+      const stopped = run.stopped_at_step !== null;
+      const label = 'run ' + run.id + (stopped ? ' (stopped at step ' + run.stopped_at_step + ': ' + run.stopping_reason + ')' : '');
+      traces.push({
+        x: xs, y: ys, type: 'scatter', mode: xs.length === 1 ? 'markers' : 'lines', name: label, showlegend: false,
+        hovertemplate: label + '<br>step %{x}: %{y}<extra></extra>',
+        line: stopped ? { dash: 'dash', color: '#9a9a9a', width: 1 } : { width: 1.5 },
+        meta: { run: run.id, stopped },
+      });
+      if (stopped) {
+        let at = -1;
+        xs.forEach((x, i) => { if (x <= run.stopped_at_step) at = i; });
+        if (at >= 0) { stops.x.push(xs[at]); stops.y.push(ys[at]); stops.text.push(label); }
+      }
+    }
+    traces.push({
+      x: stops.x, y: stops.y, text: stops.text, type: 'scatter', mode: 'markers', name: 'stopped early here',
+      marker: { symbol: 'x', size: 9, color: '#c0392b' }, hoverinfo: 'text', meta: { stops: true },
+    });
+    const first = page.runs.length ? page.runs[page.runs.length - 1].id : null;
+    const last = page.runs.length ? page.runs[0].id : null;
+    $('runs-info').textContent = page.runs.length
+      ? page.runs.length + ' runs (ids ' + first + '–' + last + ') of ' + page.total : '';
+    $('runs-status').textContent = page.runs.length
+      ? stops.x.length + ' of these runs were stopped early (grey, dashed; × where they stopped).'
+      : 'No training runs: workers report them when the experiment has a training_monitor.';
+    $('plot-runs').hidden = page.total === 0;
+    $('runs-newer').disabled = runsView.newer.length === 0;
+    $('runs-older').disabled = page.next_before === null;
+    return {
+      traces,
+      layout: {
+        margin: { t: 20, r: 20, b: 40, l: 60 }, showlegend: true,
+        xaxis: { title: { text: 'step' } },
+        yaxis: { title: { text: metric ? metricLabel(metric) : 'value' } },
+      },
+    };
+  }
+
+  function renderRuns(Plotly, config) {
+    return loadRuns().then((page) => {
+      const plot = runTraces(page);
+      return Plotly.react($('plot-runs'), plot.traces, plot.layout, config);
+    }).then(() => {
+      app.dataset.runsPlotted = String(Number(app.dataset.runsPlotted || '0') + 1);
+    });
+  }
+
   function renderAnalysis() {
     const all = axes();
     const byId = new Map(all.map((a) => [a.id, a]));
     fillSelect($('history-metric'), data.metrics.map((m, i) => [String(i), metricLabel(m)]), '0');
+    fillSelect($('runs-metric'), data.metrics.map((m, i) => [String(i), metricLabel(m)]), '0');
     const firstMetric = all.find((a) => a.kind === 'metric');
     const axisOptions = all.map((a) => [a.id, a.label + ' (' + a.kind + ')']);
     fillSelect($('full-y'), axisOptions, firstMetric ? firstMetric.id : '');
@@ -554,6 +652,7 @@
       let chain = Promise.resolve();
       for (const [id, plot] of plots) {
         chain = chain.then(() => Plotly.react($(id), plot.traces, plot.layout, config));
+        if (id === 'plot-history') chain = chain.then(() => renderRuns(Plotly, config));
       }
       return chain;
     }).then(() => {
@@ -587,7 +686,18 @@
   });
   $('page-prev').addEventListener('click', () => { view.page = Math.max(0, view.page - 1); renderHistory(); });
   $('page-next').addEventListener('click', () => { view.page += 1; renderHistory(); });
-  for (const id of ['history-metric', 'history-x', 'full-y', 'full-color', 'parcoords-color', 'parcoords-limit']) {
+  $('runs-older').addEventListener('click', () => {
+    if (!runsView.body || runsView.body.next_before === null) return;
+    runsView.newer.push(runsView.before);
+    runsView.before = runsView.body.next_before;
+    renderAnalysis();
+  });
+  $('runs-newer').addEventListener('click', () => {
+    if (runsView.newer.length === 0) return;
+    runsView.before = runsView.newer.pop();
+    renderAnalysis();
+  });
+  for (const id of ['history-metric', 'history-x', 'runs-metric', 'full-y', 'full-color', 'parcoords-color', 'parcoords-limit']) {
     $(id).addEventListener('change', () => renderAnalysis());
   }
   const requested = window.location.hash.replace('#', '');

@@ -105,8 +105,14 @@ class AsyncWorkers:
                 connection, "/suggestions", {"metadata": {"worker": number}}, "create"
             )
             interval, body = result.opened(ms, suggestion)
-            low, high = self.config.eval_s
-            await asyncio.sleep(rng.uniform(low, high))  # the simulated evaluation
+            await self._evaluate(connection, interval.suggestion_id, body, rng)
             interval.closing = time.monotonic()
             ms, observation = await self._post(connection, "/observations", body, "observe")
             result.observed(ms, body, observation)
+
+    async def _evaluate(
+        self, connection: Connection, suggestion_id: str, body: dict[str, Any], rng: random.Random
+    ) -> None:
+        """The simulated evaluation of one suggestion (``body``: its observation to be)."""
+        low, high = self.config.eval_s
+        await asyncio.sleep(rng.uniform(low, high))

@@ -5,15 +5,23 @@ stored JSON text) and the CLI's ``experiment_cost`` (`optfleet status`, the demo
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
+from emulators.pricing import PricingEmulator
 from optfleet.cost.demo_cost import print_cost_table
 from optfleet.cost.experiment_cost import experiment_cost, stopping_line
 from suggestion_server.domain.stopping_savings import stopping_savings
 from suggestion_server.http.web.page_cost import page_cost
+from tests.agent.helpers import Api
+from tests.cli.conftest import MotoServer, run_cli
+from tests.cost.conftest import TOKEN, create_experiment
+from tests.cost.test_cost_cap import launch
+from tests.cost.test_status_cost import observe
+from tests.support.server import RunningServer
 
 UNKNOWN = None
 STOP = {"stopped_early": 1, "stopped_at_step": 3, "stopping_reason": "asha_rung_3"}
@@ -156,3 +164,30 @@ def test_the_demo_cost_table_prints_the_saving() -> None:
     text = console.export_text()
     assert "stopped early: 2 runs spent $1.7000" in text
     assert "estimated saving $0.8000 (8 instance-seconds)" in text
+
+
+def test_status_prints_the_stopped_runs_spend_and_saving(
+    server: RunningServer, moto: MotoServer, pricing: PricingEmulator, tmp_path: Path
+) -> None:
+    api = Api(server.url, TOKEN)
+    eid = create_experiment(api, "stopping-status")
+    [instance] = launch(moto, eid, 1)
+    for failed, metadata in CASES[1][1]:
+        body: dict[str, Any] = {"failed": True} if failed else {"values": [{"value": 0.5}]}
+        observe(api, eid, instance, metadata, **body)
+    env = {
+        **moto.env,
+        "AWS_ENDPOINT_URL_PRICING": pricing.url,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "SIGOPT_API_URL": server.url,
+        "SIGOPT_API_TOKEN": TOKEN,
+    }
+    result = run_cli("status", "--experiment", eid, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.json()["cost"]["stopping"] == expected_json(CASES[1][2])
+    text = run_cli("status", "--experiment", eid, env=env)
+    assert text.returncode == 0, text.stderr
+    assert (
+        "stopped early: 2 runs spent $1.7000 (17 instance-seconds); estimated saving $0.8000 "
+        "(8 instance-seconds) against the median of 3 full-length runs ($1.2000 each)"
+    ) in " ".join(text.stdout.split())  # rich wraps long lines

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from sigopt import Connection
 
+from suggestion_server.domain.stopping_savings import stopping_savings
 from tests.cli.conftest import REPO
 
 
@@ -113,6 +114,17 @@ def test_the_server_agrees_with_the_summary(demo_run: dict[str, Any]) -> None:
         assert observation.metadata["stopped_at_step"] == 5
         assert observation.metadata["stopping_reason"] == "asha_rung_5"
         assert not observation.failed
+    # What they spent and saved (issue 21): the summary's figures are the server's function over
+    # the observations the server holds, and every observation of the demo is priced.
+    stopping = summary["cost"]["stopping"]
+    pairs = [(bool(o.failed), dict(o.metadata or {})) for o in observations]
+    assert stopping == stopping_savings(pairs).as_json()
+    assert stopping["stopped"] == summary["stopped_early"]
+    assert stopping["unknown_cost"] == 0
+    if stopping["stopped"]:
+        assert stopping["spent"]["usd"] > 0
+    if stopping["stopped"] and stopping["full_length"]:
+        assert stopping["estimated_saving"]["usd"] is not None and stopping["note"] == ""
     for observation in adopted:
         previous = str(observation.metadata["previous_instance_ids"]).split(",")
         assert set(previous) <= existed

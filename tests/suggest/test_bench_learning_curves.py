@@ -1,0 +1,51 @@
+"""The learning-curve benchmark's harness at a tiny size (no timings asserted)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from benchmarks.bench_learning_curves import budget_of, report, run_all
+from benchmarks.lc_fleet import server_policy
+from benchmarks.lc_problems import MFH3_GOOD, PROBLEMS, mf_hartmann
+
+
+def _runs(methods: tuple[str, ...], seed: int = 0) -> dict[str, object]:
+    runs = run_all(["mfh3_good"], methods, [seed], workers=4, full_runs=1.5)
+    return {run.method: run for run in runs}
+
+
+def test_stopping_spends_fewer_instance_seconds_per_trial() -> None:
+    runs = _runs(("optfleet", "optfleet_asha", "tpe_hyperband"))
+    none, asha, hyperband = (runs[m] for m in ("optfleet", "optfleet_asha", "tpe_hyperband"))
+    # Same budget: stopping runs more trials on fewer epochs each.
+    assert none.stopped == 0 and asha.stopped > 0 and hyperband.stopped > 0  # type: ignore[attr-defined]
+    assert asha.trials > none.trials  # type: ignore[attr-defined]
+    assert asha.epochs / asha.trials < none.epochs / none.trials  # type: ignore[attr-defined]
+    assert none.epochs <= budget_of("mfh3_good", 4, 1.5) / 10 / 0.9 + 4  # type: ignore[attr-defined]
+
+
+def test_a_seed_repeats_its_run_exactly() -> None:
+    first = _runs(("optfleet_median", "tpe_median"), seed=3)
+    again = _runs(("optfleet_median", "tpe_median"), seed=3)
+    for method in first:
+        assert first[method].finals == again[method].finals  # type: ignore[attr-defined]
+        assert first[method].finals  # type: ignore[attr-defined]
+
+
+def test_the_servers_defaults_and_the_published_hartmann() -> None:
+    policy = server_policy("asha", 27)
+    assert (policy.grace_step, policy.reduction_factor, policy.min_runs) == (1, 3, 5)
+    # At full fidelity MF-Hartmann is Hartmann-3 (minimum -3.86278), noise and bias gone.
+    optimum = np.array([0.114614, 0.555649, 0.852547])
+    value = mf_hartmann(optimum, 100.0, bias=2.5, noise=2.0, rng=np.random.default_rng(0))
+    assert abs(value + 3.86278) < 1e-4
+    assert MFH3_GOOD.max_epochs == 27 and set(PROBLEMS) >= {"sgd_wine", "mlp_breast_cancer"}
+
+
+def test_the_report_names_targets() -> None:
+    runs = run_all(["sgd_wine"], ["optfleet", "optfleet_asha"], [0], workers=2, full_runs=1.2)
+    args = argparse.Namespace(workers=2, full_runs=1.2, seeds=1)
+    text = report(runs, ["sgd_wine"], ["optfleet", "optfleet_asha"], args, 1.0)
+    assert "optfleet + ASHA" in text and "target" in text

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "server": ("optfleet.commands.server", "run the SigOpt-compatible suggestion server"),
-    "token": ("optfleet.commands.token", "create API tokens"),
+    "token": ("optfleet.commands.token", "create, list, show and revoke API tokens"),
     "experiment": ("optfleet.commands.experiment", "create, list and show experiments"),
     "demo": ("optfleet.commands.demo", "simulate a whole fleet on this machine"),
     "status": ("optfleet.commands.status", "instances joined with their suggestions"),

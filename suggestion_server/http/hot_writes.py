@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from suggestion_server.http.auth import authenticated_client
+from suggestion_server.http.auth import authorized_client
 from suggestion_server.http.routes.common import path_id, reject_nul_in_query, render
 from suggestion_server.services import observations as observation_service
 from suggestion_server.services import suggestions as suggestion_service
@@ -63,25 +63,31 @@ def _create_suggestion(
     return suggestion_service.create_suggestion(ctx, client, path_id(ids[0]), spec)
 
 
-HOT_WRITES: dict[str, list[tuple[re.Pattern[str], Write]]] = {
+_EXP = "/v1/experiments/{experiment_id}"
+# method -> (route template, write): the template as the FastAPI route spells it (token scopes
+# are checked against it, token_scope.py); each ``{name}`` matches digits.
+HOT_WRITES: dict[str, list[tuple[str, Write]]] = {
     "POST": [
-        (re.compile(r"/v1/experiments/([0-9]+)/observations"), _create_observation),
-        (re.compile(r"/v1/experiments/([0-9]+)/suggestions"), _create_suggestion),
+        (f"{_EXP}/observations", _create_observation),
+        (f"{_EXP}/suggestions", _create_suggestion),
     ],
-    "PUT": [
-        (re.compile(r"/v1/experiments/([0-9]+)/suggestions/([0-9]+)"), _update_suggestion),
-    ],
+    "PUT": [(f"{_EXP}/suggestions/{{suggestion_id}}", _update_suggestion)],
+}
+_PATTERNS = {
+    template: re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[0-9]+)", template))
+    for writes in HOT_WRITES.values()
+    for template, _ in writes
 }
 
 
-def _matching(scope: Scope) -> tuple[Write, tuple[str, ...]] | None:
-    """The hot write a request is for, with its path ids, or None."""
+def _matching(scope: Scope) -> tuple[Write, str, dict[str, str]] | None:
+    """The hot write a request is for, with its route template and path ids, or None."""
     if scope["type"] != "http":
         return None
-    for pattern, write in HOT_WRITES.get(scope.get("method", ""), ()):
-        match = pattern.fullmatch(scope["path"])
+    for template, write in HOT_WRITES.get(scope.get("method", ""), ()):
+        match = _PATTERNS[template].fullmatch(scope["path"])
         if match is not None:
-            return write, match.groups()
+            return write, template, match.groupdict()
     return None
 
 
@@ -106,10 +112,11 @@ class HotWrites:
         await response(scope, receive, send)
 
 
-async def _serve(request: Request, write: Write, path_ids: tuple[str, ...]) -> Response:
+async def _serve(request: Request, write: Write, template: str, params: dict[str, str]) -> Response:
     """The route's steps in the route's order; ``ApiError`` from any of them is the answer."""
     await reject_nul_in_query(request)
-    client = await authenticated_client(request)
+    client = await authorized_client(request, template, params)
+    path_ids = tuple(params.values())
     body = await json_body(request)
     ctx: ServerContext = request.app.state.context
     if write is _create_suggestion:

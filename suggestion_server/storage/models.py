@@ -58,7 +58,9 @@ class Project(Base):
 
 
 class Token(Base):
-    """An API token, stored as the hex sha256 of the token text."""
+    """An API token, stored as the hex sha256 of the token text. ``experiment_id`` set: the
+    token is scoped to that one experiment of its client (docs/api.md, "Experiment-scoped
+    tokens"); null: an operator token with every right of its client."""
 
     __tablename__ = "tokens"
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -66,6 +68,9 @@ class Token(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created: Mapped[int] = mapped_column(BigInteger)
+    experiment_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("experiments.id"), nullable=True
+    )
 
 
 class Experiment(Base):

@@ -81,8 +81,9 @@ class TokenOut(BaseModel):
     lease_length: int | None
 
 
-def token_json(token: str, client_id: int) -> dict[str, Any]:
-    """The token object of ``token`` (a client token: every experiment of its client)."""
+def token_json(token: str, client_id: int, experiment_id: int | None = None) -> dict[str, Any]:
+    """The token object of ``token``: a client token (every experiment of its client), or with
+    ``experiment_id`` one scoped to that experiment (``all_experiments`` false)."""
     return {
         "object": "token",
         "token": token,
@@ -91,8 +92,8 @@ def token_json(token: str, client_id: int) -> dict[str, Any]:
         "user": None,
         "organization": None,
         "development": False,
-        "all_experiments": True,
-        "experiment": None,
+        "all_experiments": experiment_id is None,
+        "experiment": None if experiment_id is None else str(experiment_id),
         "training_run": None,
         "permissions": "write",
         "scope": "all",

@@ -41,7 +41,8 @@ PROJECTS = "/v1/clients/{client}/projects"
 def fetch_own_token(request: Request, client_id: ClientId, fields: Fields = None) -> Response:
     """The token of the request; ``client`` is what the official client builds paths with."""
     token = token_from_header(request.headers.get("authorization"))
-    return render(request, token_json(token, client_id), fields)
+    scope = request.state.grant.experiment_id  # set by the ClientId dependency
+    return render(request, token_json(token, client_id, scope), fields)
 
 
 @router.post(PROJECTS, responses=ok(ProjectOut), openapi_extra=body_schema(ProjectCreate))

@@ -23,9 +23,12 @@ def token_by_id(session: Session, token_id: int) -> tuple[str, int] | None:
 
 
 def token_row(session: Session, token_hash: str) -> tuple[int, int] | None:
-    """(token row id, client id) of a token given by its hash, or None."""
+    """(token row id, client id) of an operator token given by its hash, or None (also for a
+    token scoped to one experiment: it cannot sign in to the page, docs/api.md)."""
     row = session.execute(
-        select(Token.id, Token.client_id).where(Token.token_hash == token_hash)
+        select(Token.id, Token.client_id).where(
+            Token.token_hash == token_hash, Token.experiment_id.is_(None)
+        )
     ).first()
     return None if row is None else (int(row[0]), int(row[1]))
 

@@ -24,6 +24,8 @@ TWIN_ROOT = REPO / ".stamps" / "twin-root"
 # Written by `make twin-root` when this machine cannot build or boot a twin, with the reason.
 UNAVAILABLE = REPO / ".stamps" / "twin-unavailable"
 TOKEN = "twin-api-token-0123456789"
+# SigOpt's convergence criterion: no improvement within 2 checkpoints once 3 were made.
+CONVERGED = {"type": "convergence", "name": "flat", "lookback_checkpoints": 2, "min_checkpoints": 3}
 TOOLS = ("systemd-nspawn", "ip", "nsenter", "journalctl", "mount")
 
 
@@ -103,6 +105,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             started.append(server)
             api = InNamespace(netns, Api(services.API_URL, TOKEN))
             experiment_id = api.create_experiment(budget=4, name="instance twin")
+            # Scenario 6 ends with a run the server stops (a flat curve converges).
+            monitor = {"max_checkpoints": 50, "early_stopping_criteria": [CONVERGED]}
+            api.call("PUT", f"/experiments/{experiment_id}", json={"training_monitor": monitor})
             # One instance: a spot-interrupted one is replaced by the group, and the replacement
             # (twin B) is then the only live candidate to adopt its suggestion, as on AWS.
             fleet = deploy_fleet(netns, workdir, experiment_id, TOKEN, fleet_size=1)

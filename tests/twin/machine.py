@@ -227,6 +227,11 @@ class Twin:
         """Let the held evaluation of ``suggestion_id`` finish (tests/twin/workload)."""
         (self.root / RELEASE_DIR / f"release-{suggestion_id}").write_text("go\n")
 
+    def plateau(self, suggestion_id: str) -> None:
+        """Make the held evaluation of ``suggestion_id`` report a flat learning curve, which the
+        experiment's convergence criterion stops (tests/twin/workload)."""
+        (self.root / RELEASE_DIR / f"plateau-{suggestion_id}").write_text("flat\n")
+
     def wait_event(self, event: str, timeout_s: float, what: str, **match: Any) -> dict[str, Any]:
         """The first agent event named ``event`` whose fields equal ``match``, waiting for it."""
         found: list[dict[str, Any]] = []

@@ -3,8 +3,9 @@ systemd, rebooted and power-cut mid-evaluation, interrupted, adopted and drained
 
 The scenarios run in order on the same experiment and share twins, as one instance's life does:
 twin A boots (test 1), reboots (2), loses power (3) and gets a spot notice (4); twin B boots
-while the API is down for its first minute, adopts A's interrupted suggestion (5), and terminates
-itself through Auto Scaling at the budget, then powers off (6). Each asserts from the server's
+while the API is down for its first minute, adopts A's interrupted suggestion (5), has its last
+run stopped early by the server (a flat learning curve), which reaches the budget, and
+terminates itself through Auto Scaling, then powers off (6). Each asserts from the server's
 data and the twin's own journal.
 """
 
@@ -250,11 +251,18 @@ def test_5_second_twin_boots_with_the_api_down_then_adopts_the_interrupted_one(
     world.timings["api_back_to_adoption_s"] = round(adopted["ts"] - api_back, 2)
 
 
-def test_6_budget_reached_terminates_through_auto_scaling_and_powers_off(
+def test_6_a_run_stopped_early_reaches_the_budget_then_terminates_and_powers_off(
     world: World, twin_b: Twin
 ) -> None:
     started = _next_evaluation(twin_b)
-    twin_b.release(str(started["suggestion_id"]))
+    sid = str(started["suggestion_id"])
+    twin_b.plateau(sid)  # never released: only the server's stop ends this evaluation
+    stopped = twin_b.wait_event("run_stopped_early", BOOT_S, "the server's stop", suggestion_id=sid)
+    assert stopped["stopping_reason"] == "convergence"
+    metadata = _one_observation(world, sid)["metadata"]
+    assert metadata["stopped_early"] == 1
+    assert metadata["stopped_at_step"] == 3
+    assert metadata["instance_id"] == twin_b.instance_id
     drained = twin_b.wait_event("drained", BOOT_S, "when_done=terminate")
     assert drained["action"] == "terminate"
     assert drained["result"] == f"terminated in auto scaling group {world.fleet.group_name}"

@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
+from benchmarks._provenance import current_commit
 from benchmarks._report import REPORT, machine_description, write_section
 from benchmarks.lc_fleet import METHODS, LCRun, run_fleet
 from benchmarks.lc_problems import PROBLEMS
@@ -82,6 +83,25 @@ def run_all(
     return runs
 
 
+def load_runs(path: Path) -> list[LCRun]:
+    """The runs a --json file holds."""
+    runs = []
+    for line in path.read_text().splitlines():
+        data = json.loads(line)
+        data.pop("commit", None)
+        data["finals"] = [tuple(pair) for pair in data["finals"]]
+        runs.append(LCRun(**data))
+    return runs
+
+
+def _commits(path: Path) -> set[str]:
+    return {
+        json.loads(line)["commit"]
+        for line in path.read_text().splitlines()
+        if "commit" in json.loads(line)
+    }
+
+
 def _saved(run: LCRun, out: object) -> None:
     print(
         f"{run.problem} {run.method} seed {run.seed}: best {run.best_at(run.budget):.5g}, "
@@ -90,7 +110,8 @@ def _saved(run: LCRun, out: object) -> None:
         flush=True,
     )
     if out is not None:
-        out.write(json.dumps(asdict(run)) + "\n")  # type: ignore[attr-defined]
+        line = {**asdict(run), "commit": current_commit().label}
+        out.write(json.dumps(line) + "\n")  # type: ignore[attr-defined]
         out.flush()  # type: ignore[attr-defined]
 
 
@@ -158,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-runs", type=float, default=3.0)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--json", type=Path, help="append one line per finished run")
+    parser.add_argument(
+        "--report-only",
+        type=Path,
+        help="report the runs saved with --json (same options) instead of running",
+    )
     parser.add_argument("--quick", action="store_true", help="2 seeds, 2 problems, 4 workers")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--out", type=Path, default=REPORT)
@@ -171,6 +197,21 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown problems or methods: {', '.join(unknown)}")
     started = time.perf_counter()
+    if args.report_only:
+        saved = load_runs(args.report_only)
+        runs = [r for r in saved if r.problem in problems and r.method in methods]
+        body = report(runs, problems, methods, args, sum(r.cpu_seconds for r in runs))
+        commits = sorted({c for c in _commits(args.report_only)})
+        body = body.replace(
+            "- Wall time of the invocation:",
+            f"- Runs: {len(runs)} read from the --json file of an earlier invocation (commit "
+            f"{', '.join(commits) or 'not recorded in the file'}); wall time: CPU seconds "
+            "summed over its runs:",
+        )
+        print(body)
+        if not args.no_write:
+            write_section(SECTION, body, report=args.out)
+        return 0
     runs = run_all(
         problems,
         methods,

@@ -18,13 +18,17 @@ TOLERANCE = 0.01  # "within 1 %" of the no-stopping run's final best
 TARGET_FRACTION = 1 / 3
 
 
+_NEVER = 1e300  # inf in percentile arithmetic would give NaN (inf x 0)
+
+
 def _g(x: float) -> str:
-    return "-" if math.isinf(x) else f"{x:.4g}"
+    return "-" if x >= _NEVER / 1e10 or math.isinf(x) else f"{x:.4g}"
 
 
 def _spread(values: Sequence[float]) -> str:
-    """Median (interquartile range)."""
-    return f"{_g(median(values))} ({_g(percentile(values, 25))}-{_g(percentile(values, 75))})"
+    """Median (interquartile range); inf (never) counts as worse than everything."""
+    finite = [min(v, _NEVER) for v in values]
+    return f"{_g(median(finite))} ({_g(percentile(finite, 25))}-{_g(percentile(finite, 75))})"
 
 
 def reach_target(value: float) -> float:

@@ -1,17 +1,20 @@
-"""Read-only queries for the web page: tokens by id, and one experiment's rows as JSON arrays."""
+"""Read-only queries for the web page: tokens by id, and one experiment's rows (suggestions,
+observations, an AI experiment's runs) as JSON arrays."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.orm import Session
 
-from suggestion_server.storage.models import Observation, Suggestion, Token
+from suggestion_server.storage.models import Observation, Suggestion, Token, TrainingRun
 
 _SUGGESTIONS = cast(Table, Suggestion.__table__)
 _OBSERVATIONS = cast(Table, Observation.__table__)
+_RUNS = cast(Table, TrainingRun.__table__)
 
 
 def token_by_id(session: Session, token_id: int) -> tuple[str, int] | None:
@@ -37,6 +40,26 @@ def _json_or_null(text_value: str | None) -> str:
     return text_value if text_value else "null"
 
 
+def _newest_first(
+    session: Session,
+    table: Table,
+    experiment_id: int,
+    columns: str,
+    *conditions: ColumnElement[bool],
+) -> list[Any]:
+    """``columns`` (names, space-separated) of the experiment's non-deleted rows of ``table``
+    meeting ``conditions``, newest first."""
+    return list(
+        session.connection()
+        .execute(
+            select(*(table.c[name] for name in columns.split()))
+            .where(table.c.experiment_id == experiment_id, table.c.deleted.is_(False), *conditions)
+            .order_by(table.c.id.desc())
+        )
+        .all()
+    )
+
+
 @dataclass(frozen=True)
 class RowsJson:
     """Two JSON arrays (open suggestions, live observations) and their lengths, and each live
@@ -58,34 +81,19 @@ def experiment_rows_json(session: Session, experiment_id: int) -> RowsJson:
     ``[id, created, failed 0/1, suggestion id, assignments, values, metadata]`` where
     assignments, values and metadata are exactly the wire's objects.
     """
-    connection = session.connection()
-    suggestions = connection.execute(
-        select(
-            _SUGGESTIONS.c.id,
-            _SUGGESTIONS.c.created,
-            _SUGGESTIONS.c.assignments_json,
-            _SUGGESTIONS.c.metadata_json,
-        )
-        .where(
-            _SUGGESTIONS.c.experiment_id == experiment_id,
-            _SUGGESTIONS.c.deleted.is_(False),
-            _SUGGESTIONS.c.closed.is_(False),
-        )
-        .order_by(_SUGGESTIONS.c.id.desc())
-    ).all()
-    observations = connection.execute(
-        select(
-            _OBSERVATIONS.c.id,
-            _OBSERVATIONS.c.created,
-            _OBSERVATIONS.c.failed,
-            _OBSERVATIONS.c.suggestion_id,
-            _OBSERVATIONS.c.assignments_json,
-            _OBSERVATIONS.c.values_json,
-            _OBSERVATIONS.c.metadata_json,
-        )
-        .where(_OBSERVATIONS.c.experiment_id == experiment_id, _OBSERVATIONS.c.deleted.is_(False))
-        .order_by(_OBSERVATIONS.c.id.desc())
-    ).all()
+    suggestions = _newest_first(
+        session,
+        _SUGGESTIONS,
+        experiment_id,
+        "id created assignments_json metadata_json",
+        _SUGGESTIONS.c.closed.is_(False),
+    )
+    observations = _newest_first(
+        session,
+        _OBSERVATIONS,
+        experiment_id,
+        "id created failed suggestion_id assignments_json values_json metadata_json",
+    )
     suggestion_rows = ",".join(
         f"[{int(sid)},{int(created)},{assignments},{_json_or_null(meta)}]"
         for sid, created, assignments, meta in suggestions
@@ -101,4 +109,42 @@ def experiment_rows_json(session: Session, experiment_id: int) -> RowsJson:
         len(suggestions),
         len(observations),
         [(bool(failed), meta) for _, _, failed, _, _, _, meta in observations],
+    )
+
+
+@dataclass(frozen=True)
+class RunRowsJson:
+    """An AI experiment's live runs as one JSON array, newest first, how many are active, and
+    each ended run's (failed, metadata JSON text), newest first, for the cost figures."""
+
+    runs: str
+    active_count: int
+    ended_metadata: list[tuple[bool, str | None]]
+
+
+def _id_or_null(value: object) -> str:
+    return "null" if value is None else str(int(cast(int, value)))
+
+
+def experiment_runs_json(session: Session, experiment_id: int) -> RunRowsJson:
+    """The experiment's non-archived runs (an AI experiment's), newest first, spliced from the
+    stored JSON text like ``experiment_rows_json``. Rows: ``[id, created, state, suggestion id,
+    observation id, assignments, values, metadata, name]``; ``values`` is the run's object
+    ``{metric: {value, value_stddev}}``."""
+    runs = _newest_first(
+        session,
+        _RUNS,
+        experiment_id,
+        "id created state suggestion_id observation_id assignments_json values_json metadata_json"
+        " name",
+    )
+    rows = ",".join(
+        f"[{int(rid)},{int(created)},{json.dumps(state)},{_id_or_null(sid)},{_id_or_null(oid)},"
+        f"{assignments or '{}'},{values or '{}'},{_json_or_null(meta)},{json.dumps(name)}]"
+        for rid, created, state, sid, oid, assignments, values, meta, name in runs
+    )
+    return RunRowsJson(
+        f"[{rows}]",
+        sum(1 for run in runs if run[2] == "active"),
+        [(run[2] == "failed", run[7]) for run in runs if run[2] != "active"],
     )

@@ -24,7 +24,12 @@ from starlette.responses import RedirectResponse, Response
 from suggestion_server.http.auth import authenticated_client
 from suggestion_server.http.web import sessions
 from suggestion_server.http.web.page_cost import page_cost
-from suggestion_server.http.web.queries import experiment_rows_json, token_by_id, token_row
+from suggestion_server.http.web.queries import (
+    experiment_rows_json,
+    experiment_runs_json,
+    token_by_id,
+    token_row,
+)
 from suggestion_server.http.web.run_curves import RunsPage, run_curves_json, runs_page
 from suggestion_server.http.web.static_files import PLOTLY_NAME, plotly_version, static_file
 from suggestion_server.services.context import ServerContext
@@ -164,7 +169,7 @@ async def signout(request: Request) -> Response:
 
 @router.get("/")
 async def experiment_list(request: Request) -> Response:
-    """The client's active experiments."""
+    """The client's active experiments, Core and AI (with their project)."""
     client_id = await _web_client(request)
     if client_id is None:
         return _to_signin()
@@ -185,16 +190,24 @@ async def experiment_list(request: Request) -> Response:
                 "budget": exp.get("observation_budget"),
                 "open": progress.get("open_suggestion_count", 0),
                 "best": ", ".join(f"{v:.6g}" for v in best_values),
+                "project": exp.get("project"),
+                "ai": bool(exp.get("runs_only")),
             }
         )
     return _html("experiments.html", experiments=rows, signed_in=_signed_in(request))
 
 
-def _experiment_name(ctx: ServerContext, client_id: int, experiment_id: str) -> dict[str, str]:
-    """Id and name of the client's experiment (404 ``ApiError`` otherwise): one indexed row."""
+def _experiment_name(ctx: ServerContext, client_id: int, experiment_id: str) -> dict[str, Any]:
+    """Id, name, project and kind of the client's experiment (404 ``ApiError`` otherwise): one
+    indexed row."""
     with ctx.store.read() as session:
         row = experiment_row_for_client(session, client_id, int(experiment_id))
-        return {"id": str(row.id), "name": str(row.name)}
+        return {
+            "id": str(row.id),
+            "name": str(row.name),
+            "project": row.project,
+            "ai": bool(row.runs_only),
+        }
 
 
 def _not_found_page(request: Request) -> Response:
@@ -223,11 +236,21 @@ async def experiment_page(request: Request, experiment_id: str) -> Response:
     )
 
 
+def _rows_document(head: dict[str, Any], arrays: dict[str, str]) -> bytes:
+    """``head`` with the pre-serialized JSON ``arrays`` spliced in as further keys."""
+    text = json.dumps(head, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    spliced = "".join(f',"{key}":{array}' for key, array in arrays.items())
+    return f"{text[:-1]}{spliced}}}".encode()
+
+
 def experiment_payload(ctx: ServerContext, client_id: int, experiment_id: int) -> bytes:
-    """Everything the page shows about one experiment, as one JSON document (bytes)."""
+    """Everything the page shows about one experiment, as one JSON document (bytes). An AI
+    experiment's adds its runs (``runs``), and its cost figures come from the ended runs'
+    metadata (its observations carry none)."""
     with ctx.store.read() as session:
         exp = experiment_json(experiment_row_for_client(session, client_id, experiment_id), None)
         rows = experiment_rows_json(session, experiment_id)
+        runs = experiment_runs_json(session, experiment_id) if exp["runs_only"] else None
     parameters = [
         {
             "name": p["name"],
@@ -248,24 +271,31 @@ def experiment_payload(ctx: ServerContext, client_id: int, experiment_id: int) -
         {"name": m["name"] or "", "objective": m["objective"], "strategy": m["strategy"]}
         for m in exp["metrics"]
     ]
+    experiment = {
+        "id": exp["id"],
+        "name": exp["name"],
+        "state": exp["state"],
+        "created": exp["created"],
+        "observation_budget": exp["observation_budget"],
+        "parallel_bandwidth": exp["parallel_bandwidth"],
+        "observation_count": rows.observation_count,
+        "open_suggestion_count": rows.suggestion_count,
+        "project": exp["project"],
+        "runs_only": exp["runs_only"],
+    }
+    arrays = {"suggestions": rows.suggestions, "observations": rows.observations}
+    cost_rows = rows.observation_metadata
+    if runs is not None:
+        experiment["active_run_count"] = runs.active_count
+        arrays["runs"] = runs.runs
+        cost_rows = runs.ended_metadata
     head = {
-        "experiment": {
-            "id": exp["id"],
-            "name": exp["name"],
-            "state": exp["state"],
-            "created": exp["created"],
-            "observation_budget": exp["observation_budget"],
-            "parallel_bandwidth": exp["parallel_bandwidth"],
-            "observation_count": rows.observation_count,
-            "open_suggestion_count": rows.suggestion_count,
-        },
+        "experiment": experiment,
         "parameters": parameters,
         "metrics": metrics,
-        "cost": page_cost(rows.observation_metadata),
+        "cost": page_cost(cost_rows),
     }
-    text = json.dumps(head, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    document = f'{text[:-1]},"suggestions":{rows.suggestions},"observations":{rows.observations}}}'
-    return document.encode("utf-8")
+    return _rows_document(head, arrays)
 
 
 def _json_response(request: Request, body: bytes, now: int) -> Response:

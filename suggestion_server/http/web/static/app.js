@@ -1,4 +1,6 @@
 // The experiment page: fetches /experiments/{id}/data.json, renders three tabs, polls for changes.
+// An AI experiment's page (data-ai) shows its runs in the History table (tab "Runs") instead of
+// suggestions and observations; its plots draw the ended runs (each made one observation).
 // Everything user-supplied (names, metadata) goes into the page through textContent only.
 'use strict';
 
@@ -9,11 +11,14 @@
   const PAGE_SIZE = 100;
   const MAX_CATEGORIES_FOR_COLOR = 24;
   const $ = (id) => document.getElementById(id);
+  const ai = app.dataset.ai === '1';
+  const noun = ai ? 'run' : 'observation';
+  const TABS = ai ? ['history', 'analysis'] : ['suggestions', 'history', 'analysis'];
 
   let data = null;
   let etag = null;
   let plotlyPromise = null;
-  const view = { tab: 'suggestions', page: 0, failedOnly: false, key: '', value: '', axes: null };
+  const view = { tab: TABS[0], page: 0, failedOnly: false, key: '', value: '', axes: null };
   // The runs plot's page: runs older than `before` (null: the newest); `newer` the cursors back.
   const runsView = { before: null, newer: [], etag: null, url: null, body: null };
 
@@ -92,6 +97,14 @@
     raw.suggestions = raw.suggestions.map((r) => [r[0], r[1], byParameter(r[2]), metaRow(r[3])]);
     raw.observations = raw.observations.map((r) =>
       [r[0], r[1], r[2], r[3], byParameter(r[4]), byMetric(r[5]), metaRow(r[6])]);
+    if (raw.runs) {
+      // A run row, shaped as an observation row plus [state, observation id, name]; `failed`
+      // is the run's state, values come as the run's {metric: {value, value_stddev}}.
+      const runValues = (values) => Object.entries(values || {}).map(([name, v]) => ({ name, value: v.value }));
+      raw.runs = raw.runs.map((r) => [r[0], r[1], r[2] === 'failed' ? 1 : 0, r[3], byParameter(r[5]),
+        byMetric(runValues(r[6])), metaRow(r[7]), r[2], r[4], r[8]]);
+      raw.observations = raw.runs.filter((r) => r[7] !== 'active'); // the plots' rows
+    }
     raw.metadata_keys = keys;
     return raw;
   }
@@ -138,13 +151,33 @@
     renderHistory();
     if (view.tab === 'analysis') renderAnalysis();
     app.dataset.observations = String(data.observations.length);
+    if (ai) app.dataset.runs = String(data.runs.length);
     app.dataset.suggestions = String(data.suggestions.length);
     app.dataset.rendered = String(Number(app.dataset.rendered || '0') + 1);
     if (window.performance && performance.mark) performance.mark('optfleet-rendered');
   }
 
+  // The History table's rows: an AI experiment's runs (every state), else the observations.
+  function tableRows() {
+    return ai ? data.runs : data.observations;
+  }
+
+  function runSummary(e) {
+    const count = (state) => data.runs.filter((r) => r[7] === state).length;
+    const budget = e.observation_budget ? ' of a budget of ' + e.observation_budget : '';
+    return data.runs.length + ' runs' + budget + ' · ' + count('active') + ' active · ' +
+      count('completed') + ' completed · ' + count('failed') + ' failed' +
+      (e.parallel_bandwidth ? ' (parallel bandwidth ' + e.parallel_bandwidth + ')' : '') +
+      (e.state !== 'active' ? ' · ' + e.state : '') + costSummary() + stoppingSummary();
+  }
+
   function renderSummary() {
     const e = data.experiment;
+    if (ai) {
+      $('exp-name').textContent = e.name;
+      $('summary').textContent = runSummary(e);
+      return;
+    }
     const failed = data.observations.filter((o) => o[2] === 1).length;
     const budget = e.observation_budget ? ' of a budget of ' + e.observation_budget : '';
     $('exp-name').textContent = e.name;
@@ -168,9 +201,9 @@
     const why = n ? n + (n === 1 ? " observation's" : " observations'") +
       ' earlier attempts have no recorded cost' : '';
     if (cost.total.usd === null) {
-      return ' · observations cost unknown (a price is unknown' + (why ? '; ' + why : '') + ')';
+      return ' · ' + noun + 's cost unknown (a price is unknown' + (why ? '; ' + why : '') + ')';
     }
-    return ' · observations cost ' + dollars(cost.total.usd) + ' (wasted: failed ' +
+    return ' · ' + noun + 's cost ' + dollars(cost.total.usd) + ' (wasted: failed ' +
       dollars(cost.failed.usd) + ', earlier attempts ' + dollars(cost.earlier_attempts.usd) +
       (why ? ': ' + why : '') + ')';
   }
@@ -217,7 +250,7 @@
   }
 
   function filteredObservations() {
-    let rows = data.observations;
+    let rows = tableRows();
     if (view.failedOnly) rows = rows.filter((o) => o[2] === 1);
     if (view.key !== '' && view.value !== '') {
       const k = Number(view.key);
@@ -246,7 +279,7 @@
     if (select.value !== '') {
       const k = Number(select.value);
       const seen = new Set();
-      for (const o of data.observations) {
+      for (const o of tableRows()) {
         const v = o[6][k];
         if (v !== undefined && v !== null) seen.add(String(v));
         if (seen.size >= 500) break;
@@ -261,7 +294,7 @@
 
   function renderHistory() {
     const table = $('history-table');
-    const keys = usedKeys(data.observations, 6);
+    const keys = usedKeys(tableRows(), 6);
     renderFilterChoices(keys);
     const costKey = data.metadata_keys.indexOf(data.cost.metadata_key);
     const stopKeys = data.cost.stopping.metadata_keys;
@@ -271,7 +304,7 @@
     const rest = keys.slice(1).filter((k) => !shownApart.includes(k));
     const stopped = (row) => (stepKey < 0 || row[6][stepKey] === undefined || row[6][stepKey] === null ? ''
       : 'step ' + fmt(row[6][stepKey]) + (reasonKey < 0 || row[6][reasonKey] == null ? '' : ' · ' + row[6][reasonKey]));
-    fillHead(table, ['Id', 'Created (UTC)', 'Status', 'instance_id', 'Cost (USD)', 'Stopped early',
+    fillHead(table, ['Id', 'Created (UTC)', ai ? 'State' : 'Status', 'instance_id', 'Cost (USD)', 'Stopped early',
       ...data.metrics.map(metricLabel), ...data.parameters.map((p) => p.name), ...rest.map((k) => data.metadata_keys[k])]);
     const rows = filteredObservations();
     const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
@@ -284,18 +317,19 @@
       if (row[2] === 1) tr.className = 'failed';
       tr.appendChild(el('td', row[0]));
       tr.appendChild(el('td', utc(row[1])));
-      tr.appendChild(el('td', row[2] === 1 ? 'failed' : 'ok', row[2] === 1 ? 'bad' : 'good'));
+      if (ai) tr.appendChild(el('td', row[7], { failed: 'bad', completed: 'good', active: 'active' }[row[7]]));
+      else tr.appendChild(el('td', row[2] === 1 ? 'failed' : 'ok', row[2] === 1 ? 'bad' : 'good'));
       tr.appendChild(el('td', fmt(row[6][0]), 'instance'));
       tr.appendChild(el('td', costKey < 0 ? '' : fmt(row[6][costKey]), 'num cost'));
       tr.appendChild(el('td', stopped(row), 'stopped'));
       for (let i = 0; i < data.metrics.length; i++) tr.appendChild(el('td', fmt(row[5][i]), 'num'));
       for (const value of row[4]) tr.appendChild(el('td', fmt(value), 'num'));
       for (const k of rest) tr.appendChild(el('td', fmt(row[6][k]), 'meta'));
-      tr.addEventListener('click', () => showObservation(row));
+      tr.addEventListener('click', () => (ai ? showRun(row) : showObservation(row)));
       fragment.appendChild(tr);
     }
     table.tBodies[0].replaceChildren(fragment);
-    $('history-count').textContent = rows.length + ' of ' + data.observations.length + ' observations';
+    $('history-count').textContent = rows.length + ' of ' + tableRows().length + ' ' + noun + 's';
     $('page-info').textContent = 'page ' + (view.page + 1) + ' of ' + pages;
     $('page-prev').disabled = view.page === 0;
     $('page-next').disabled = view.page >= pages - 1;
@@ -351,6 +385,20 @@
       ['suggestion', row[3]],
       ['created (UTC)', utc(row[1])],
       ['failed', row[2] === 1 ? 'yes' : 'no', row[2] === 1 ? 'bad' : ''],
+      ...data.metrics.map((m, i) => [metricLabel(m), row[5][i]]),
+      ...data.parameters.map((p, i) => [p.name, row[4][i]]),
+      ...metadataPairs(row[6]),
+    ]);
+  }
+
+  function showRun(row) {
+    showDetail('Run ' + row[0] + (row[9] ? ' · ' + row[9] : '') + (row[2] === 1 ? ' (failed)' : ''), [
+      ['id', row[0]],
+      ['name', row[9]],
+      ['state', row[7], row[2] === 1 ? 'bad' : ''],
+      ['suggestion', row[3]],
+      ['observation', row[8]],
+      ['created (UTC)', utc(row[1])],
       ...data.metrics.map((m, i) => [metricLabel(m), row[5][i]]),
       ...data.parameters.map((p, i) => [p.name, row[4][i]]),
       ...metadataPairs(row[6]),
@@ -469,9 +517,9 @@
       ],
       layout: {
         margin: { t: 30, r: 20, b: 40, l: 60 },
-        xaxis: { title: { text: byCost ? 'cumulative cost (USD)' : 'observation number' } },
+        xaxis: { title: { text: byCost ? 'cumulative cost (USD)' : noun + ' number' } },
         yaxis: { title: { text: metric ? metricLabel(metric) : 'value' } },
-        title: { text: failed ? failed + ' failed observations not shown' : '', font: { size: 12 } },
+        title: { text: failed ? failed + ' failed ' + noun + 's not shown' : '', font: { size: 12 } },
       },
     };
   }
@@ -485,7 +533,7 @@
       const y = yAxis.get(o);
       if (y !== null && y !== undefined) points.push({ x: n + 1, y, o });
     });
-    const text = (p) => 'observation ' + p.o[0] + (p.o[2] === 1 ? ' (failed: ' + fmt(p.o[6][data.metadata_keys.indexOf('failure_reason')]) + ')' : '');
+    const text = (p) => noun + ' ' + p.o[0] + (p.o[2] === 1 ? ' (failed: ' + fmt(p.o[6][data.metadata_keys.indexOf('failure_reason')]) + ')' : '');
     const traces = [];
     if (colorAxis && colorAxis.categories && colorAxis.categories.length <= MAX_CATEGORIES_FOR_COLOR) {
       const groups = new Map();
@@ -518,7 +566,7 @@
     return {
       traces,
       layout: {
-        margin: { t: 20, r: 20, b: 40, l: 60 }, xaxis: { title: { text: 'observation number' } },
+        margin: { t: 20, r: 20, b: 40, l: 60 }, xaxis: { title: { text: noun + ' number' } },
         yaxis: yLayout, showlegend: traces.length > 1,
       },
     };
@@ -545,8 +593,8 @@
       line.colorscale = 'Viridis';
       line.showscale = true;
     }
-    $('parcoords-status').textContent = rows.length + ' of the latest ' + latest.length +
-      ' observations (of ' + chronological.length + ') have a value on every chosen axis.';
+    $('parcoords-status').textContent = rows.length + ' of the latest ' + latest.length + ' ' +
+      (ai ? 'ended runs' : 'observations') + ' (of ' + chronological.length + ') have a value on every chosen axis.';
     return { traces: [{ type: 'parcoords', dimensions, line }], layout: { margin: { t: 60, r: 60, b: 30, l: 60 } } };
   }
 
@@ -701,6 +749,6 @@
     $(id).addEventListener('change', () => renderAnalysis());
   }
   const requested = window.location.hash.replace('#', '');
-  if (['suggestions', 'history', 'analysis'].includes(requested)) showTab(requested);
+  if (TABS.includes(requested)) showTab(requested);
   load().finally(() => window.setTimeout(poll, POLL_MS));
 })();

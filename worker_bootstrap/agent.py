@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from worker_bootstrap import __version__
 from worker_bootstrap.attempt import AttemptRunner
 from worker_bootstrap.config import Settings
 from worker_bootstrap.cost.cap import CostCap, cap_reached
 from worker_bootstrap.drain import drain
-from worker_bootstrap.experiment_status import ExperimentStatus
+from worker_bootstrap.experiment_status import ExperimentStatus, budget_reached, open_count
 from worker_bootstrap.instance import Instance
 from worker_bootstrap.logs import EventLog
 from worker_bootstrap.recovery import Recovery
@@ -71,7 +71,7 @@ class Agent:
         self.recovery.kill_stale_evaluations()
         if experiment.get("state") != "deleted":
             self.recovery.report_journaled_results()
-            self.scanner.scan(at_start=True, open_hint=_open_count(experiment))
+            self.scanner.scan(at_start=True, open_hint=open_count(experiment))
         reason = self._work_until_stopped(experiment)
         self.summary.stop_reason = reason
         if reason in _DONE and not self.stop.stop_requested():
@@ -110,9 +110,7 @@ class Agent:
             return "spot_interruption"
         if self.experiment.deleted or experiment.get("state") == "deleted":
             return "experiment_deleted"
-        budget = experiment.get("observation_budget")
-        count = (experiment.get("progress") or {}).get("observation_count")
-        if isinstance(budget, (int, float)) and isinstance(count, (int, float)) and count >= budget:
+        if budget_reached(experiment):
             return "budget_reached"
         if self.criteria.says_stop(self.experiment, experiment, self.log):
             return "stopping_criteria"
@@ -120,9 +118,3 @@ class Agent:
         if limit is not None and self.summary.evaluations >= limit:
             return "max_evaluations"
         return ""
-
-
-def _open_count(experiment: Json) -> Optional[int]:
-    """``progress.open_suggestion_count`` (our server's extension), if reported."""
-    count = (experiment.get("progress") or {}).get("open_suggestion_count")
-    return count if isinstance(count, int) and not isinstance(count, bool) else None

@@ -23,6 +23,7 @@ KEYS = (
     "OPTFLEET_MAX_EVALUATIONS",
     "OPTFLEET_WHEN_DONE",
     "OPTFLEET_LEASE_TTL",
+    "OPTFLEET_EXPERIMENT_KIND",
     "AWS_EC2_METADATA_SERVICE_ENDPOINT",
     "AWS_EC2_METADATA_DISABLED",
     "AWS_REGION",
@@ -50,6 +51,7 @@ TAG_FORBIDDEN = {"SIGOPT_API_TOKEN"}
 
 WHEN_DONE = ("stay", "stop", "terminate")
 ORPHAN_DETECTION = ("auto", "ec2", "lease")
+EXPERIMENT_KINDS = ("auto", "core", "ai")  # ai: a SigOpt 8 AI experiment, driven through runs
 
 
 class ConfigError(ValueError):
@@ -85,6 +87,7 @@ class Settings:
     scan_filters: bool = True
     adopt: bool = True
     orphan_detection: str = "auto"
+    experiment_kind: str = "auto"
     page_limit: Optional[int] = None
     max_cost_usd: Optional[float] = None
     pricing: bool = True
@@ -212,6 +215,9 @@ def settings_from(values: Mapping[str, str], command: Optional[List[str]] = None
         raise ConfigError(
             f"OPTFLEET_ORPHAN_DETECTION={detection!r}: expected one of {ORPHAN_DETECTION}"
         )
+    kind = values.get("OPTFLEET_EXPERIMENT_KIND", "auto").strip().lower() or "auto"
+    if kind not in EXPERIMENT_KINDS:
+        raise ConfigError(f"OPTFLEET_EXPERIMENT_KIND={kind!r}: expected one of {EXPERIMENT_KINDS}")
     settings = Settings(
         experiment_id=experiment,
         api_url=api_url,
@@ -222,6 +228,7 @@ def settings_from(values: Mapping[str, str], command: Optional[List[str]] = None
         state_dir=Path(values.get("OPTFLEET_STATE_DIR") or "/var/lib/optfleet"),
         when_done=when_done,
         orphan_detection=detection,
+        experiment_kind=kind,
         imds_endpoint=(
             values.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254"
         ).rstrip("/"),

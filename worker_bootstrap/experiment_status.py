@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from worker_bootstrap.api_client import ApiClient, ApiError
 
 Json = Dict[str, Any]
+
+
+def budget_reached(experiment: Json) -> bool:
+    """Whether the budget is spent: a Core experiment's ``observation_count`` reached its
+    ``observation_budget``; an AI experiment has no ``remaining_budget`` left (a run takes its
+    share when it is created, so no new run is due while the open ones finish)."""
+    progress = experiment.get("progress") or {}
+    remaining = _number(progress.get("remaining_budget"))
+    if remaining is not None:
+        return remaining <= 0
+    budget = _number(experiment.get("observation_budget"))
+    count = _number(progress.get("observation_count"))
+    return budget is not None and count is not None and count >= budget
+
+
+def open_count(experiment: Json) -> Optional[int]:
+    """How many suggestions are open, if the server says: ``progress.open_suggestion_count``
+    (our server's extension) or an AI experiment's ``active_run_count``."""
+    progress = experiment.get("progress") or {}
+    for key in ("open_suggestion_count", "active_run_count"):
+        count = progress.get(key)
+        if isinstance(count, int) and not isinstance(count, bool):
+            return count
+    return None
 
 
 class ExperimentStatus:
@@ -54,3 +78,9 @@ class ExperimentStatus:
             return experiment
         self._progress_stale = False
         return self.fetch()
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None

@@ -12,7 +12,7 @@ from typing import IO, Any, Callable, Dict, Mapping, Optional, Tuple
 import requests
 
 from worker_bootstrap.agent import Agent
-from worker_bootstrap.api_client import ApiClient
+from worker_bootstrap.ai_runs import AiRunsApi
 from worker_bootstrap.config import ConfigError, Settings, layered, needs_tags, settings_from
 from worker_bootstrap.crash import hooks_from_environ
 from worker_bootstrap.evaluation import Evaluator
@@ -85,12 +85,14 @@ def build_agent(
     log.experiment_id = settings.experiment_id
     token = token_for(settings, identity.region)
     log.redactor.add(token)
-    api = ApiClient(
+    # The plain client for a Core experiment; runs in place of suggestions for an AI experiment.
+    api = AiRunsApi(
         settings.api_url,
         token,
         session=session,
         timeout=(min(5.0, settings.http_timeout_s), settings.http_timeout_s),
         backoff=Backoff(attempts=settings.http_attempts),
+        kind=settings.experiment_kind,
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return wire_agent(

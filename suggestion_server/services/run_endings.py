@@ -16,12 +16,15 @@ from suggestion_server.wire.schemas import ObservationCreate, ValueIn
 
 def observation_body(run: TrainingRun, metrics: list[dict[str, Any]]) -> ObservationCreate:
     """Failed for a failed run, or when a completed run lacks a value of some experiment
-    metric; otherwise every metric's value (and stddev) from the run's ``values``."""
+    metric; otherwise every metric's value (and stddev) from the run's ``values``. Either way
+    with the run's metadata (optfleet's agent stamps who evaluated it there)."""
     values = json.loads(run.values_json)
+    metadata = json.loads(run.metadata_json) if run.metadata_json else None
     if run.state == "failed" or any(m["name"] not in values for m in metrics):
-        return ObservationCreate(suggestion=run.suggestion_id, failed=True)
+        return ObservationCreate(suggestion=run.suggestion_id, failed=True, metadata=metadata)
     return ObservationCreate(
         suggestion=run.suggestion_id,
+        metadata=metadata,
         values=[
             ValueIn(
                 name=m["name"],

@@ -122,7 +122,9 @@ def create_experiment_run(
         )
         return run_json(run)
 
-    spec = SuggestionCreate(assignments=explicit or None)
+    # The suggestion carries the run's metadata as created, so who holds the run shows where the
+    # Core API looks (optfleet's agent keeps its lease and claims there: docs/agent.md).
+    spec = SuggestionCreate(assignments=explicit or None, metadata=fields["metadata"])
     created = create_suggestion(ctx, client_id, experiment_id, spec, on_insert=insert_run)
     if fields["state"] not in ENDED_STATES:
         return created

@@ -199,3 +199,32 @@ class AgentProcess:
             for r in map(json.loads, self.eval_log.read_text().splitlines())
             if r.get("event") == event
         ]
+
+
+def run_fleet(
+    server: Any,
+    eid: str,
+    ids: list[str],
+    workdir: Path,
+    url: str | None = None,
+    **options: Any,
+) -> list[AgentProcess]:
+    """One agent per instance id (state in ``workdir / id``), all started at once, each run to
+    its end (exit 0), against ``url`` (default the server's, e.g. a proxy's); ``options`` go to
+    :class:`AgentProcess` (``env``, ``command``)."""
+    imdses = [emulator(instance) for instance in ids]
+    try:
+        agents = [
+            AgentProcess(
+                url or server.url, server.token, eid, imds.url, workdir / instance, **options
+            )
+            for instance, imds in zip(ids, imdses)
+        ]
+        for agent in agents:
+            agent.start()
+        for agent in agents:
+            assert agent.wait(120) == 0, agent.output()
+    finally:
+        for imds in imdses:
+            imds.stop()
+    return agents

@@ -10,6 +10,7 @@ import pytest
 
 from emulators.imds import ImdsEmulator, InstanceIdentity
 from tests.agent.helpers import AgentProcess, Api, emulator
+from tests.agent.helpers import run_fleet as run_agents
 from tests.support.ports import wait_until
 from tests.support.server import RunningServer
 from worker_bootstrap.adoption import with_previous_owner
@@ -28,27 +29,7 @@ def run_fleet(
     workdir: Path,
     env: dict[str, str] | None = None,
 ) -> list[AgentProcess]:
-    imdses = [emulator(instance) for instance in ids]
-    try:
-        agents = [
-            AgentProcess(
-                server.url,
-                server.token,
-                eid,
-                imds.url,
-                workdir / instance,
-                env={**FAST, **(env or {})},
-            )
-            for instance, imds in zip(ids, imdses)
-        ]
-        for agent in agents:
-            agent.start()
-        for agent in agents:
-            assert agent.wait(120) == 0, agent.output()
-    finally:
-        for imds in imdses:
-            imds.stop()
-    return agents
+    return run_agents(server, eid, ids, workdir, env={**FAST, **(env or {})})
 
 
 @pytest.mark.parametrize("round_", range(3))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.agent.helpers import AgentProcess, Api, emulator
+from tests.agent.helpers import Api, run_fleet
 from tests.support.fault_proxy import FaultProxy
 from tests.support.server import RunningServer
 
@@ -29,26 +29,9 @@ def test_faults_on_every_call_kind(server: RunningServer, api: Api, workdir: Pat
         # And some random ones on top, replayable through the seed.
         proxy.add("status", times=6, probability=0.15, status=503)
         proxy.add("reset_after_forward", times=4, probability=0.1)
-        imdses = [emulator(f"i-0fault00000000{n}") for n in range(2)]
-        try:
-            agents = [
-                AgentProcess(
-                    proxy.url,
-                    server.token,
-                    eid,
-                    imds.url,
-                    workdir / f"a{n}",
-                    env={"OPTFLEET_HTTP_ATTEMPTS": "8"},
-                )
-                for n, imds in enumerate(imdses)
-            ]
-            for agent in agents:
-                agent.start()
-            for agent in agents:
-                assert agent.wait(120) == 0, agent.output()
-        finally:
-            for imds in imdses:
-                imds.stop()
+        fleet = [f"i-0fault00000000{n}" for n in range(2)]
+        env = {"OPTFLEET_HTTP_ATTEMPTS": "8"}
+        agents = run_fleet(server, eid, fleet, workdir, url=proxy.url, env=env)
         fired = {
             rule.kind + ":" + str(rule.method) + ":" + str(rule.path): rule.fired
             for rule in proxy.rules

@@ -236,6 +236,8 @@ def test_a_run_gets_a_served_suggestion(api: Api, project: Project) -> None:
     assert run["object"] == "training_run" and run["experiment"] == eid
     assert run["project"] == project.id and run["state"] == "active"
     assert run["assignments"] == suggestion["assignments"] and suggestion["state"] == "open"
+    # The suggestion carries the run's metadata as created (who holds the run, for Core tools).
+    assert suggestion["metadata"] == {"host": "gpu-1"}
     assert isinstance(run["assignments"]["lr"], float)
     assert isinstance(run["assignments"]["depth"], int)
     assert run["assignments_meta"] == {name: {"source": "SigOpt"} for name in run["assignments"]}
@@ -392,10 +394,13 @@ def test_a_run_makes_exactly_one_observation(api: Api, project: Project) -> None
     )
     assert checkpoint.status_code == 200 and checkpoint.json()["should_stop"] is False
     project.merged(rid, {"values": {"latency": {"value": 12, "value_stddev": 1}}})
-    ended = project.merged(rid, {"state": "completed"})
+    project.merged(rid, {"metadata": {"host": "gpu-2"}})
+    ended = project.merged(rid, {"state": "completed", "metadata": {"epochs": 3}})
     assert ended["observation"] is not None and ended["finished"] and ended["completed"]
     observation = api.ok("GET", f"/v1/experiments/{eid}/observations/{ended['observation']}")
     assert observation["suggestion"] == run["suggestion"] and observation["failed"] is False
+    # The observation carries the run's metadata as the run ended.
+    assert observation["metadata"] == {"host": "gpu-2", "epochs": 3}
     assert [(v["name"], v["value"]) for v in observation["values"]] == [
         ("acc", 0.8),
         ("latency", 12),
@@ -418,9 +423,11 @@ def test_a_run_makes_exactly_one_observation(api: Api, project: Project) -> None
     ended = project.merged(missing["id"], {"state": "completed"})
     assert ended["state"] == "completed"  # as the open-source server keeps it
     assert api.ok("GET", f"/v1/experiments/{eid}/observations/{ended['observation']}")["failed"]
-    put_failed = project.run(eid)
-    ended = api.ok("PUT", f"/v1/training_runs/{put_failed['id']}", json={"state": "failed"})
-    assert api.ok("GET", f"/v1/experiments/{eid}/observations/{ended['observation']}")["failed"]
+    put_failed = project.run(eid, metadata={"host": "gpu-3"})
+    body = {"state": "failed", "metadata": {"why": "diverged"}}
+    ended = api.ok("PUT", f"/v1/training_runs/{put_failed['id']}", json=body)
+    observation = api.ok("GET", f"/v1/experiments/{eid}/observations/{ended['observation']}")
+    assert observation["failed"] and observation["metadata"] == {"why": "diverged"}
     assert len(project.observations(eid)) == 3
     assert project.progress(eid)["finished_run_count"] == 3
 

@@ -1,0 +1,196 @@
+"""The agent drives a SigOpt 8 AI experiment as it drives a Core experiment (docs/agent.md, "AI
+experiments"): runs in place of suggestion creates, the run's end as its one observation, the
+instance stamp on both, resume, adoption and exactly-once. Real agents against the real server."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agent.helpers import HERE, AgentProcess, Api, emulator, run_fleet
+from tests.support.fault_proxy import FaultProxy
+from tests.support.server import RunningServer
+
+EVALUATE_PROGRESS = [sys.executable, str(HERE / "evaluate_progress.py")]
+STEPS = ["after_suggestion_create", "during_evaluation", "after_evaluation", "after_report"]
+
+
+def ai_experiment(api: Api, budget: int, name: str, training_monitor: Any = None) -> str:
+    """A project and an AI experiment in it with one metric ``score``."""
+    client = api.call("GET", "/tokens/self")["client"]
+    project = f"p-{name}-{time.monotonic_ns() % 10**9}"
+    api.call("POST", f"/clients/{client}/projects", json={"id": project, "name": project})
+    body: dict[str, Any] = {
+        "name": name,
+        "parameters": [
+            {"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}},
+            {"name": "y", "type": "double", "bounds": {"min": 0, "max": 1}},
+        ],
+        "metrics": [{"name": "score", "objective": "maximize"}],
+        "budget": budget,
+    }
+    if training_monitor is not None:
+        body["training_monitor"] = training_monitor
+    created = api.call("POST", f"/clients/{client}/projects/{project}/aiexperiments", json=body)
+    return str(created["id"])
+
+
+def runs_of(api: Api, eid: str) -> list[dict[str, Any]]:
+    return api.paged(f"/experiments/{eid}/training_runs")
+
+
+def create_run(api: Api, eid: str, metadata: dict[str, Any]) -> dict[str, Any]:
+    """A run made by someone else (an agent that died right after creating it)."""
+    body = {"name": "by hand", "metadata": metadata}
+    return dict(api.call("POST", f"/aiexperiments/{eid}/training_runs", json=body))
+
+
+def assert_exactly_once(api: Api, eid: str, budget: int) -> list[dict[str, Any]]:
+    """Every run of the budget ended with one observation each, none left open; the runs."""
+    runs = runs_of(api, eid)
+    assert len(runs) == budget, runs
+    assert all(r["state"] == "completed" and r["observation"] for r in runs), runs
+    per_suggestion = api.observations_per_suggestion(eid)
+    assert sorted(per_suggestion) == sorted(str(r["suggestion"]) for r in runs)
+    assert set(per_suggestion.values()) == {1}, per_suggestion
+    assert api.open_suggestions(eid) == []
+    progress = api.call("GET", f"/aiexperiments/{eid}")["progress"]
+    assert progress["finished_run_count"] == budget and progress["remaining_budget"] == 0
+    return runs
+
+
+def stamped_by(api: Api, eid: str, run: dict[str, Any]) -> str:
+    """The instance on a run's metadata, which its observation's metadata repeats."""
+    observation = api.call("GET", f"/experiments/{eid}/observations/{run['observation']}")
+    owner = str(run["metadata"]["instance_id"])
+    assert observation["metadata"]["instance_id"] == owner, (run, observation)
+    assert observation["metadata"]["duration_s"] >= 0
+    return owner
+
+
+def test_a_fleet_spends_the_budget_exactly(server: RunningServer, api: Api, workdir: Path) -> None:
+    budget = 7
+    eid = ai_experiment(api, budget, "fleet")
+    fleet = [f"i-0aifleet0000000{n}" for n in range(3)]
+    agents = run_fleet(server, eid, fleet, workdir)
+    runs = assert_exactly_once(api, eid, budget)
+    owners = [stamped_by(api, eid, run) for run in runs]
+    assert set(owners) <= set(fleet)
+    evaluated = sum(len(agent.evaluations()) for agent in agents)
+    assert evaluated == budget
+    for agent in agents:
+        assert agent.events("agent_finished")[0]["reason"] == "budget_reached"
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_sigkill_then_restart_finishes_the_same_run(
+    step: str, server: RunningServer, api: Api, workdir: Path
+) -> None:
+    eid = ai_experiment(api, 3, f"crash-{STEPS.index(step)}")
+    me = f"i-0aicrash0000000{STEPS.index(step)}"
+    with emulator(me) as imds:
+        agent = AgentProcess(server.url, server.token, eid, imds.url, workdir / "a")
+        # Killed on the second run, so one is finished before and one after.
+        killed = agent.run(OPTFLEET_TEST_CRASH_AT=f"{step}@2")
+        assert killed == -signal.SIGKILL, agent.output()
+        open_runs = [r for r in runs_of(api, eid) if r["state"] == "active"]
+        starts_before = agent.evaluations()
+        assert agent.run() == 0, agent.output()
+    runs = assert_exactly_once(api, eid, 3)
+    assert {stamped_by(api, eid, run) for run in runs} == {me}
+    if step == "after_report":
+        assert open_runs == []  # the run ended; only the journal lags
+        return
+    assert [r["metadata"]["instance_id"] for r in open_runs] == [me]
+    crashed = open_runs[0]
+    sid = str(crashed["suggestion"])
+    starts = [s for s in agent.evaluations() if s["suggestion_id"] == sid]
+    finished = next(r for r in runs if r["id"] == crashed["id"])
+    observation = api.call("GET", f"/experiments/{eid}/observations/{finished['observation']}")
+    if step == "during_evaluation":
+        # Started, killed, resumed: the same run, the same checkpoint directory.
+        assert agent.events("suggestion_resumed")[0]["suggestion_id"] == sid
+        assert [s["resumed"] for s in starts] == ["0", "1"]
+        assert len({s["checkpoint_dir"] for s in starts}) == 1
+        assert starts[-1]["had_checkpoint"] == ["progress"]
+        assert observation["metadata"]["resumed"] == 1
+        assert observation["metadata"]["attempt"] == 2
+    elif step == "after_suggestion_create":
+        # Created, never started: its first start after the restart.
+        assert agent.events("suggestion_picked_up")[0]["suggestion_id"] == sid
+        assert [s["resumed"] for s in starts] == ["0"]
+    else:
+        # Evaluated before the crash: reported from the journal, never recomputed.
+        assert agent.events("reporting_from_journal")[0]["suggestion_id"] == sid
+        assert [s["suggestion_id"] for s in starts_before].count(sid) == 1
+        assert len(starts) == 1
+
+
+def test_ambiguous_creates_and_endings_through_faults(
+    server: RunningServer, api: Api, workdir: Path
+) -> None:
+    """Answers lost after the server applied a run's create or its end: settled by reading,
+    so the budget is still spent exactly, one observation per run."""
+    budget = 6
+    eid = ai_experiment(api, budget, "faults")
+    create, end = r"^/v1/aiexperiments/\d+/training_runs$", r"^/v1/training_runs/\d+$"
+    with FaultProxy(server.url, seed=3) as proxy:
+        proxy.add("reset_after_forward", method="POST", path=create, times=1)
+        proxy.add("status_after_forward", method="POST", path=create, times=1, status=502)
+        proxy.add("reset_after_forward", method="PUT", path=end, times=1)
+        proxy.add("status_after_forward", method="PUT", path=end, times=1, status=502)
+        proxy.add("status", method="GET", times=2, status=503)
+        fleet = ["i-0aifault0000001", "i-0aifault0000002"]
+        env = {"OPTFLEET_HTTP_ATTEMPTS": "8"}
+        agents = run_fleet(server, eid, fleet, workdir, url=proxy.url, env=env)
+        assert all(rule.fired == rule.times for rule in proxy.rules), proxy.rules
+    runs = assert_exactly_once(api, eid, budget)
+    assert {stamped_by(api, eid, run) for run in runs} <= set(fleet)
+    assert sum(len(a.events("suggestion_create_ambiguous")) for a in agents) == 2
+    assert sum(len(a.events("observation_ambiguous")) for a in agents) == 2
+
+
+def test_an_orphan_run_is_adopted_once(server: RunningServer, api: Api, workdir: Path) -> None:
+    eid = ai_experiment(api, 3, "orphan")
+    dead = "i-0aidead00000001"
+    orphan = create_run(api, eid, {"instance_id": dead, "lease_expires_at": time.time() - 5000})
+    fleet = ["i-0aiadopt0000001", "i-0aiadopt0000002"]
+    agents = run_fleet(server, eid, fleet, workdir)
+    runs = assert_exactly_once(api, eid, 3)
+    adopted = [e for agent in agents for e in agent.events("suggestion_adopted")]
+    assert [e["suggestion_id"] for e in adopted] == [str(orphan["suggestion"])]
+    run = next(r for r in runs if r["id"] == orphan["id"])
+    adopter = stamped_by(api, eid, run)
+    assert adopter in fleet
+    observation = api.call("GET", f"/experiments/{eid}/observations/{run['observation']}")
+    assert observation["metadata"]["adopted_by"] == adopter
+    assert observation["metadata"]["previous_instance_ids"] == dead
+
+
+def test_progress_lines_are_checkpoints_of_the_same_run(
+    server: RunningServer, api: Api, workdir: Path
+) -> None:
+    eid = ai_experiment(api, 1, "progress", training_monitor={"max_checkpoints": 50})
+    me = "i-0aiprogress0001"
+    curve = [0.5, 0.6, 0.7]
+    (agent,) = run_fleet(
+        server,
+        eid,
+        [me],
+        workdir,
+        command=EVALUATE_PROGRESS,
+        env={"EVAL_MODE": "finish", "EVAL_CURVE": str(curve)},
+    )
+    assert agent.events("training_run_opened"), agent.output()
+    (run,) = assert_exactly_once(api, eid, 1)
+    assert stamped_by(api, eid, run) == me
+    checkpoints = list(reversed(api.paged(f"/training_runs/{run['id']}/checkpoints")))
+    assert [c["step"] for c in checkpoints] == [1, 2, 3]
+    assert [c["values"][0]["value"] for c in checkpoints] == curve
+    assert all(c["training_run"] == run["id"] for c in checkpoints)
+    assert run["values"]["score"]["value"] == curve[-1]

@@ -39,16 +39,22 @@ def server_command(db_url: str, port: int, workers: int = 1) -> list[str]:
     ]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float) -> None:
+def wait_healthy(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log_path: Path,
+    timeout_s: float,
+    verify: bool | str = True,
+) -> None:
     """Poll ``url``/health until it answers 200; raise with the log's tail if the process
-    exits first, or after ``timeout_s``."""
+    exits first, or after ``timeout_s``. ``verify``: a CA bundle for an https ``url``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"suggestion server exited with {proc.returncode}:\n{tail}")
         try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+            if requests.get(f"{url}/health", timeout=1, verify=verify).status_code == 200:
                 return
         except requests.RequestException:
             pass

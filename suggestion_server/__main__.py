@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from suggestion_server.config import default_db_url
 
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """``--db``, ``--host``, ``--port``, ``--log-level``, ``--access-log``, ``--workers``,
-    ``--seed``, ``--db-pool-size`` (shared with the CLI)."""
+    ``--seed``, ``--db-pool-size``, ``--tls-cert``, ``--tls-key`` (shared with the CLI)."""
     parser.add_argument(
         "--db", default=None, help="database URL (default: ~/.optfleet/optfleet.db)"
     )
@@ -49,6 +50,35 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="database connections each process keeps (default 32, up to 1.5x at peaks); on "
         "PostgreSQL keep max_connections above processes x 1.5 x this",
     )
+    parser.add_argument(
+        "--tls-cert",
+        type=_readable_file,
+        default=None,
+        metavar="FILE",
+        help="serve HTTPS with this PEM certificate (chain); needs --tls-key",
+    )
+    parser.add_argument(
+        "--tls-key",
+        type=_readable_file,
+        default=None,
+        metavar="FILE",
+        help="the PEM private key of --tls-cert",
+    )
+
+
+def _readable_file(text: str) -> str:
+    if not os.path.isfile(text) or not os.access(text, os.R_OK):
+        raise argparse.ArgumentTypeError(f"expected a readable PEM file, got {text!r}")
+    return text
+
+
+def tls_options(cert: str | None, key: str | None) -> dict[str, str]:
+    """uvicorn's ssl options for ``--tls-cert``/``--tls-key`` (none for plain HTTP); raises
+    ``ValueError`` naming the missing flag when only one is given."""
+    if (cert is None) != (key is None):
+        missing = "--tls-key" if key is None else "--tls-cert"
+        raise ValueError(f"{missing} is missing: --tls-cert and --tls-key go together")
+    return {} if cert is None or key is None else {"ssl_certfile": cert, "ssl_keyfile": key}
 
 
 def _positive_int(text: str) -> int:
@@ -100,13 +130,19 @@ def serve(args: argparse.Namespace) -> int:
     )
     db_url = args.db or default_db_url()
     bootstrap_token = os.environ.get("OPTFLEET_BOOTSTRAP_TOKEN") or None
-    options = {
+    try:
+        tls = tls_options(getattr(args, "tls_cert", None), getattr(args, "tls_key", None))
+    except ValueError as exc:
+        sys.stderr.write(f"suggestion server: {exc}\n")
+        return 2
+    options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
         "log_level": args.log_level.lower(),
         "access_log": args.access_log,
         "timeout_keep_alive": 75,
         "http": PROTOCOL,
+        **tls,
     }
     workers = getattr(args, "workers", 1)
     pool_size = getattr(args, "db_pool_size", 32)

@@ -7,11 +7,13 @@ to walk lists), so the agent works against any SigOpt-v1 server.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+import logging
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Union
 
 import requests
 from requests.auth import HTTPBasicAuth
 
+from worker_bootstrap.config import is_loopback_url
 from worker_bootstrap.retry import Backoff
 
 Json = Dict[str, Any]
@@ -32,6 +34,36 @@ class ApiError(Exception):
 
 class ApiUnavailable(Exception):
     """The server could not be reached or kept failing (5xx/429) after the bounded retries."""
+
+
+class TlsRefused(ApiUnavailable):
+    """The server's certificate did not verify (not retried: no retry can fix it)."""
+
+
+log = logging.getLogger("worker_bootstrap.api_client")
+_PLAINTEXT_WARNED: Set[str] = set()
+
+
+def warn_plaintext_once(api_url: str) -> None:
+    """Log once per process and URL that the token crosses the network in clear."""
+    if api_url in _PLAINTEXT_WARNED or not api_url.startswith("http://"):
+        return
+    if not is_loopback_url(api_url):
+        _PLAINTEXT_WARNED.add(api_url)
+        log.warning(
+            "SIGOPT_API_URL=%s is plain http beyond this machine (OPTFLEET_ALLOW_PLAINTEXT): "
+            "the API token and all traffic cross the network unencrypted",
+            api_url,
+        )
+
+
+def _tls_message(url: str, bundle: Optional[str], exc: requests.exceptions.SSLError) -> str:
+    trust = (
+        f"the CA in OPTFLEET_CA_BUNDLE={bundle}"
+        if bundle
+        else "the system's CAs (set OPTFLEET_CA_BUNDLE to the CA that signed it)"
+    )
+    return f"{url}: the server's TLS certificate does not verify against {trust}: {exc}"
 
 
 class AmbiguousRequest(Exception):
@@ -73,9 +105,14 @@ class ApiClient:
         timeout: Tuple[float, float] = (5.0, 30.0),
         backoff: Optional[Backoff] = None,
         user_agent: str = "optfleet-worker-bootstrap",
+        ca_bundle: Optional[str] = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.session = session or requests.Session()
+        # Pinned: with a bundle, the server's certificate must chain to that CA and no other.
+        self._bundle = ca_bundle
+        self._verify: Union[str, bool] = ca_bundle or True
+        warn_plaintext_once(self.api_url)
         # Per request, not on the session: the session also talks to IMDS, which must not see it.
         self._auth = HTTPBasicAuth(token, "")
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
@@ -115,8 +152,11 @@ class ApiClient:
                     timeout=self.timeout,
                     auth=self._auth,
                     headers=self._headers,
+                    verify=self._verify,
                 )
             except requests.RequestException as exc:
+                if isinstance(exc, requests.exceptions.SSLError) and "certificate" in str(exc):
+                    raise TlsRefused(_tls_message(url, self._bundle, exc)) from None
                 last = f"{type(exc).__name__}: {exc}"
                 if not idempotent and not _was_never_sent(exc):
                     raise AmbiguousRequest(method, path, last) from None

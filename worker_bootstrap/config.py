@@ -6,10 +6,12 @@ error names the key, the value and what was expected.
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
+from urllib.parse import urlsplit
 
 KEYS = (
     "OPTFLEET_EXPERIMENT_ID",
@@ -43,6 +45,8 @@ KEYS = (
     "OPTFLEET_PAGE_LIMIT",
     "OPTFLEET_MAX_COST_USD",
     "OPTFLEET_PRICING",
+    "OPTFLEET_CA_BUNDLE",
+    "OPTFLEET_ALLOW_PLAINTEXT",
 )
 
 # Instance tags that may supply settings (never the token: tags are not secret).
@@ -91,6 +95,8 @@ class Settings:
     page_limit: Optional[int] = None
     max_cost_usd: Optional[float] = None
     pricing: bool = True
+    ca_bundle: Optional[Path] = None  # the only CA the server's certificate may chain to
+    allow_plaintext: bool = False  # http:// to a non-loopback host (the token in clear)
     sources: Dict[str, str] = field(default_factory=dict)
 
     @property
@@ -282,7 +288,47 @@ def settings_from(values: Mapping[str, str], command: Optional[List[str]] = None
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    _transport(settings, values)
     settings.sources = {
         key: ("***" if key == "SIGOPT_API_TOKEN" else v) for key, v in values.items()
     }
     return settings
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _transport(settings: Settings, values: Mapping[str, str]) -> None:
+    """``OPTFLEET_CA_BUNDLE`` (pinned CA for https) and ``OPTFLEET_ALLOW_PLAINTEXT`` (plain
+    http beyond loopback), checked against ``SIGOPT_API_URL``."""
+    url = settings.api_url
+    if values.get("OPTFLEET_ALLOW_PLAINTEXT"):
+        settings.allow_plaintext = _flag(
+            "OPTFLEET_ALLOW_PLAINTEXT", values["OPTFLEET_ALLOW_PLAINTEXT"]
+        )
+    bundle = values.get("OPTFLEET_CA_BUNDLE", "").strip()
+    if bundle:
+        if not url.startswith("https://"):
+            raise ConfigError(
+                f"OPTFLEET_CA_BUNDLE={bundle!r} is set but SIGOPT_API_URL={url!r} is not https://"
+            )
+        if not Path(bundle).is_file():
+            raise ConfigError(
+                f"OPTFLEET_CA_BUNDLE={bundle!r}: expected a readable PEM file of the CA that "
+                "signed the server's certificate"
+            )
+        settings.ca_bundle = Path(bundle)
+    if url.startswith("http://") and not settings.allow_plaintext and not is_loopback_url(url):
+        raise ConfigError(
+            f"SIGOPT_API_URL={url!r}: plain http to a host other than this machine sends the "
+            "API token in clear; use https:// (with OPTFLEET_CA_BUNDLE) or set "
+            "OPTFLEET_ALLOW_PLAINTEXT=1 to accept that"
+        )

@@ -92,6 +92,7 @@ def build_agent(
         session=session,
         timeout=(min(5.0, settings.http_timeout_s), settings.http_timeout_s),
         backoff=Backoff(attempts=settings.http_attempts),
+        ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None,
         kind=settings.experiment_kind,
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

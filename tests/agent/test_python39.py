@@ -51,8 +51,8 @@ def test_sources_compile_and_pure_modules_import_on_python39() -> None:
         + "from worker_bootstrap.results import outcome_from_text\n"
         "from worker_bootstrap.config import settings_from\n"
         "print(json.dumps([outcome_from_text('{\"value\": 2}').values,\n"
-        "  settings_from({'OPTFLEET_EXPERIMENT_ID': '1', 'SIGOPT_API_URL': 'http://h'}).api_url]))\n"
+        "  settings_from({'OPTFLEET_EXPERIMENT_ID': '1', 'SIGOPT_API_URL': 'https://h'}).api_url]))\n"
     )
     done = subprocess.run([PY39, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == '[[{"value": 2.0}], "http://h"]'
+    assert done.stdout.strip() == '[[{"value": 2.0}], "https://h"]'

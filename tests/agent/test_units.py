@@ -189,11 +189,11 @@ def test_settings_defaults_and_command() -> None:
         {
             **BASE,
             "OPTFLEET_COMMAND": "python train.py --lr '0.1 0.2'",
-            "SIGOPT_API_URL": "http://h:1/api/",
+            "SIGOPT_API_URL": "https://h:1/api/",
         }
     )
     assert settings.command == ["python", "train.py", "--lr", "0.1 0.2"]
-    assert settings.api_url == "http://h:1/api"
+    assert settings.api_url == "https://h:1/api"
     assert settings.state_dir == Path("/var/lib/optfleet")
     assert settings.timeout_s == 86400 and settings.when_done == "stay"
     assert settings.lease_ttl_s == 600

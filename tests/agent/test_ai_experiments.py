@@ -194,3 +194,26 @@ def test_progress_lines_are_checkpoints_of_the_same_run(
     assert [c["values"][0]["value"] for c in checkpoints] == curve
     assert all(c["training_run"] == run["id"] for c in checkpoints)
     assert run["values"]["score"]["value"] == curve[-1]
+
+
+def test_values_the_experiment_does_not_take_and_the_kind_setting(
+    server: RunningServer, api: Api, workdir: Path
+) -> None:
+    """Metrics the AI experiment lacks make a failed observation saying why (as a Core
+    experiment's 400 would); ``OPTFLEET_EXPERIMENT_KIND=ai`` with a Core experiment's id is an
+    API error (exit 4)."""
+    eid = ai_experiment(api, 1, "named")
+    core = api.create_experiment(budget=1)
+    with emulator("i-0ainamed0000001") as imds:
+        agent = AgentProcess(server.url, server.token, eid, imds.url, workdir / "a", mode="named")
+        assert agent.run(OPTFLEET_EXPERIMENT_KIND="ai") == 0, agent.output()
+        wrong = AgentProcess(server.url, server.token, core, imds.url, workdir / "b")
+        assert wrong.run(OPTFLEET_EXPERIMENT_KIND="ai") == 4, wrong.output()
+        assert wrong.events("agent_error")[0]["kind"] == "api"
+    (run,) = runs_of(api, eid)
+    assert run["state"] == "failed" and run["observation"]
+    observation = api.call("GET", f"/experiments/{eid}/observations/{run['observation']}")
+    assert observation["failed"] is True
+    reason = observation["metadata"]["failure_reason"]
+    assert reason.startswith("server rejected the result: Unknown metric name 'a'"), reason
+    assert api.call("GET", f"/experiments/{core}")["progress"]["observation_count"] == 0

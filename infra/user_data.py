@@ -50,6 +50,10 @@ def agent_settings(settings: FleetSettings, *, region: str) -> dict[str, str]:
     }
     if settings.api_url is not None:
         pairs["SIGOPT_API_URL"] = settings.api_url
+        if not settings.api_url.startswith("https://"):
+            # The control plane serves plain http inside the VPC until the fleet has its CA
+            # (issue 24, not built yet); the agent refuses that without this explicit opt-out.
+            pairs["OPTFLEET_ALLOW_PLAINTEXT"] = "1"
     if settings.token_secret is not None:
         pairs["OPTFLEET_TOKEN_SECRET"] = settings.token_secret
     if settings.command is not None:

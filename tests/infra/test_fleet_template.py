@@ -342,6 +342,8 @@ def test_spot_fleet_user_data_passes_the_settings_but_no_token(spot_fleet: Synth
     script = _user_data(spot_fleet)
     assert "OPTFLEET_EXPERIMENT_ID=77" in script
     assert "SIGOPT_API_URL=http://10.1.2.3:8080" in script
+    # Plain http inside the VPC until the fleet CA exists: the agent's explicit opt-out.
+    assert "OPTFLEET_ALLOW_PLAINTEXT=1" in script
     assert "OPTFLEET_TOKEN_SECRET=optfleet/api-token" in script
     assert "'OPTFLEET_COMMAND=python evaluate.py --fast'" in script
     assert "OPTFLEET_WHEN_DONE=terminate" in script

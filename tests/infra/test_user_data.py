@@ -184,6 +184,7 @@ def test_unit_env_file_and_state_dir(installed: dict[str, Any]) -> None:
         assert expected in env_text
     assert "/opt/optfleet/bin/in-workload-env python evaluate.py --fast" in env_text
     assert "TOKEN=" not in env_text.replace("OPTFLEET_TOKEN_SECRET=", "")
+    assert "OPTFLEET_ALLOW_PLAINTEXT" not in env_text  # https: no plaintext opt-out
     assert stat.S_IMODE((root / "var/lib/optfleet").stat().st_mode) == 0o700
 
 

@@ -17,7 +17,11 @@ with run_all's arguments for them).
 
     .venv/bin/python -m benchmarks.before_after [--before f182d35] [--after HEAD]
         [--benchmarks demo,fleet_traffic,load,infra] [--after-only load-pace,load-fleet,twin]
-        [--section before-after-19] [--no-write]
+        [--section before-after-19] [--title TITLE] [--after-first] [--no-copy] [--no-write]
+
+``--after-first`` runs each pair in the other order (a second invocation with it shows how much
+of a ratio is the machine's load drifting between the two runs); ``--no-copy`` leaves the after
+commit's own sections as they are (the before-after section alone is written).
 """
 
 from __future__ import annotations
@@ -156,6 +160,7 @@ BENCHES: dict[str, Bench] = {
             "measure",
             [
                 ("start-up -> first API request (s", "start-up -> first request s"),
+                ("start-up -> first API request, CPU", "start-up -> first request, CPU s"),
                 ("resume among 1000", "resume among 1000 foreign open suggestions s"),
                 *_same("API calls per evaluation"),
             ],
@@ -325,15 +330,13 @@ def _short(ref: str) -> str:
     return done.stdout.strip()
 
 
-def comparison(name: str, bench: Bench, before: Run, after: Run) -> str:
+def comparison(name: str, bench: Bench, before: Run, after: Run, after_first: bool = False) -> str:
     """The subsection of one benchmark: both runs and the headline figures side by side."""
-    lines = [
-        f"### {name}",
-        "",
+    runs = [
         f"- Before (`{before.commit}`): `{before.command}`, {before.outcome()}.",
         f"- After (`{after.commit}`): `{after.command}`, {after.outcome()}.",
-        "",
     ]
+    lines = [f"### {name}", "", *(runs[::-1] if after_first else runs), ""]
     if before.body is None or after.body is None:
         lines.append("No comparison: the run above that did not finish gives no figures.")
         return "\n".join(lines)
@@ -353,7 +356,20 @@ def comparison(name: str, bench: Bench, before: Run, after: Run) -> str:
     return "\n".join(lines)
 
 
+def _driver() -> str:
+    """This checkout's commit, and whether this script has uncommitted changes."""
+    head = _short("HEAD")
+    status = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "benchmarks/before_after.py"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return f"`{head}`" + (" (with uncommitted changes to it)" if status.strip() else "")
+
+
 def report(
+    args: argparse.Namespace,
     before: str,
     after: str,
     results: dict[str, tuple[Run, Run]],
@@ -363,24 +379,32 @@ def report(
 ) -> str:
     """The before-after section."""
     load = ", ".join(f"{x:.1f}" for x in load_start)
+    first, then = ("after", "before") if args.after_first else ("before", "after")
     header = [
-        f"## {TITLE}",
+        f"## {args.title}",
         "",
         f"- Date: {started} UTC; load average at start {load} (the machine is shared); "
         f"total {seconds / 60:.0f} min",
         f"- Commits: before `{before}`, after `{after}`, each run from a clean worktree of it "
         "(`git worktree add --detach`, removed at the end) that imports its own code (checked)",
-        f"- Command: `{command_line()}`",
+        f"- Command: `{command_line()}`; driver benchmarks/before_after.py at {_driver()}",
         f"- Machine: {machine()}",
-        "- Each benchmark ran with the before commit's own script, then at once with the after "
-        "commit's, one after the other (never two at once), on the same interpreter and "
+        f"- Each benchmark ran with the {first} commit's own script, then at once with the "
+        f"{then} commit's, one after the other (never two at once), on the same interpreter and "
         "packages (the checkout's `.venv`). Ratios are after/before; the figures are wall-clock "
         "times on a shared 2-core machine, so a ratio within the spread of a section's own "
-        "samples (its baseline moves as much) is noise. The after runs' full sections are the "
-        "sections of the same name in this file.",
+        "samples (its baseline moves as much) is noise."
+        + (
+            ""
+            if args.no_copy
+            else " The after runs' full sections are the sections of the same name in this file."
+        ),
     ]
     parts = ["\n".join(header)]
-    parts += [comparison(name, BENCHES[name], *runs) for name, runs in results.items()]
+    parts += [
+        comparison(name, BENCHES[name], *runs, after_first=args.after_first)
+        for name, runs in results.items()
+    ]
     return "\n\n".join(parts)
 
 
@@ -392,6 +416,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--benchmarks", default="demo,fleet_traffic,load,infra")
     parser.add_argument("--after-only", default="", help="sections run at the after commit only")
     parser.add_argument("--section", default=SECTION)
+    parser.add_argument("--title", default=TITLE)
+    parser.add_argument(
+        "--after-first", action="store_true", help="run the after commit first (drift check)"
+    )
+    parser.add_argument(
+        "--no-copy", action="store_true", help="leave the after commit's own sections alone"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     names = [n for n in args.benchmarks.split(",") if n]
@@ -412,11 +443,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             trees = [Worktree(before, Path(tmp)), Worktree(after, Path(tmp))]
             old, new = trees
             for name in names:
-                results[name] = (old.run(BENCHES[name]), new.run(BENCHES[name]))
-                _copy(results[name][1], BENCHES[name].section, args.no_write, copied)
+                bench = BENCHES[name]
+                if args.after_first:
+                    after_run = new.run(bench)
+                    results[name] = (old.run(bench), after_run)
+                else:
+                    results[name] = (old.run(bench), new.run(bench))
+                _copy(results[name][1], bench.section, args, copied)
                 _write(args, before, after, results, load_start, started, clock)
             for name in only:
-                _copy(new.run(AFTER_ONLY[name]), name, args.no_write, copied)
+                _copy(new.run(AFTER_ONLY[name]), name, args, copied, after_only=True)
         finally:
             for tree in trees:
                 tree.remove()
@@ -427,8 +463,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _copy(run: Run, section: str, no_write: bool, copied: list[str]) -> None:
-    if run.body is not None and not no_write:
+def _copy(
+    run: Run, section: str, args: argparse.Namespace, copied: list[str], after_only: bool = False
+) -> None:
+    if run.body is not None and not args.no_write and (after_only or not args.no_copy):
         write_section(section, run.body)
         copied.append(section)
 
@@ -442,7 +480,7 @@ def _write(
     started: str,
     clock: float,
 ) -> str:
-    body = report(before, after, results, load_start, started, time.monotonic() - clock)
+    body = report(args, before, after, results, load_start, started, time.monotonic() - clock)
     if results and not args.no_write:
         write_section(args.section, body)
     return body

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 
+from optfleet.cli import main as cli_main
 from suggestion_server.app import create_app
 from suggestion_server.storage.database import Store, make_engine
 from suggestion_server.storage.tokens import create_token, list_tokens, revoke_token
@@ -251,3 +252,29 @@ def test_revoked_token_is_refused(server: RunningServer, api: Api) -> None:
     response = token_api(server, token).get(f"/v1/experiments/{eid}")
     assert response.status_code == 403
     assert response.json()["token_status"] == "revoked"
+
+
+def test_token_cli_create_list_show_revoke(
+    server: RunningServer, api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ["--db", server.db_url]
+    eid = str(api.ok("POST", "/v1/experiments", json=SPEC)["id"])
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    assert cli_main(["token", "create", *db, "--experiment", eid, "--name", name]) == 0
+    token = capsys.readouterr().out.strip()
+    scoped = token_api(server, token)
+    assert scoped.get(f"/v1/experiments/{eid}").status_code == 200
+    assert is_scope_refusal(scoped.post("/v1/experiments", json=SPEC))
+    assert cli_main(["token", "list", *db]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if f"\t{name}\t" in line]
+    assert len(listed) == 1 and f"\texperiment {eid}\t" in listed[0]
+    assert token not in listed[0]  # only the hash is stored
+    token_id = listed[0].split("\t")[0]
+    assert cli_main(["token", "show", *db, token_id]) == 0
+    assert capsys.readouterr().out.strip() == listed[0]
+    assert cli_main(["token", "revoke", *db, token_id]) == 0
+    assert capsys.readouterr().out.strip() == f"revoked {listed[0]}"
+    assert cli_main(["token", "show", *db, token_id]) == 2
+    assert f"no token with id {token_id}" in capsys.readouterr().err
+    assert cli_main(["token", "create", *db, "--experiment", "987654321"]) == 2
+    assert "--experiment 987654321: no such experiment" in capsys.readouterr().err

@@ -25,6 +25,7 @@ TOKEN = "web-ai-token-93c0f1"
 PROJECT = f"web-ai-{uuid.uuid4().hex[:8]}"
 BUDGET = 5
 FAILING = 2  # the loop's run number that raises
+STOPPED = 3  # the loop's run number whose third checkpoint is the worst (ASHA stops it)
 INSTANCES = ("i-0ai0000000000ok1", "i-0ai0000000000ok2")
 SCRIPT = textwrap.dedent(
     """
@@ -43,6 +44,10 @@ SCRIPT = textwrap.dedent(
         metrics=[{"name": "accuracy", "objective": "maximize"}],
         budget=%d,
         parallel_bandwidth=1,
+        training_monitor={
+            "max_checkpoints": 10,
+            "early_stopping": {"rule": "asha", "reduction_factor": 3, "grace_step": 1},
+        },
     )
     out = {"experiment": experiment.id, "runs": []}
     for number, run in enumerate(experiment.loop()):
@@ -56,7 +61,8 @@ SCRIPT = textwrap.dedent(
                 run.log_metadata("instance_seconds", 10 + number)
                 run.log_metadata("cost_usd", 0.25)
                 for epoch in range(1, 4):
-                    run.log_checkpoint({"accuracy": 0.1 * epoch + 0.01 * number})
+                    low = number == %d and epoch == 3  # the bottom of rung 3: told to stop
+                    run.log_checkpoint({"accuracy": 0.0 if low else 0.1 * epoch + 0.01 * number})
                 if number == %d:
                     run.log_metadata("failure_reason", "diverged at epoch 3")
                     raise ValueError("diverged")
@@ -69,11 +75,13 @@ SCRIPT = textwrap.dedent(
     active.log_checkpoint({"accuracy": 0.05})
     out["active"] = active.id
     with sigopt.create_run(name="plain run") as plain:
+        plain.log_metadata("instance_id", INSTANCES[1])
+        plain.params.batch_size = 32
         plain.log_metric("loss", 0.5)
     out["plain"] = plain.id
     print(json.dumps(out))
     """
-) % (INSTANCES, BUDGET, FAILING)
+) % (INSTANCES, BUDGET, STOPPED, FAILING)
 
 
 @dataclass
@@ -122,7 +130,7 @@ def test_the_index_lists_the_ai_experiment_with_its_project(page: Any, ai_fleet:
     row = page.locator(f"#experiments tr[data-id='{ai_fleet.experiment_id}']")
     assert row.locator("td.project").text_content() == PROJECT
     assert row.locator(".tag").text_content() == "AI experiment"
-    row.locator("a").click()
+    row.locator(f"a[href='/experiments/{ai_fleet.experiment_id}']").click()
     page.wait_for_selector("#app[data-rendered]")
     assert page.locator("#exp-project").text_content() == PROJECT
     assert "<b>demo</b>" in str(page.locator("#exp-name").text_content())
@@ -164,6 +172,20 @@ def test_the_runs_table_shows_states_and_metadata_columns(page: Any, ai_fleet: A
     expected_instances[ai_fleet.out["active"]] = INSTANCES[0]
     assert shown == {rid: (r["state"], expected_instances[rid]) for rid, r in runs.items()}
     assert ai_fleet.out["plain"] not in shown  # a project run is no run of the experiment
+    # Stopped early: the server's answer to the runs' checkpoints (their metadata has no stamp).
+    answers = get(ai_fleet, f"/experiments/{ai_fleet.experiment_id}/runs.json").json()["runs"]
+    expected_stops = {
+        str(r["id"]): ""
+        if r["stopped_at_step"] is None
+        else f"step {r['stopped_at_step']} · {r['stopping_reason']}"
+        for r in answers
+    }
+    assert expected_stops[ai_fleet.out["runs"][STOPPED]["id"]] == "step 3 · asha_rung_3"
+    stops = {
+        rows.nth(i).get_attribute("data-id"): rows.nth(i).locator("td.stopped").text_content()
+        for i in range(rows.count())
+    }
+    assert stops == expected_stops
     page.screenshot(path=str(SCREENSHOTS / "ai_runs.png"))
     page.check("#filter-failed")
     assert page.locator("#history-table tbody tr").count() == 1
@@ -205,6 +227,8 @@ def test_the_plots_draw_the_runs(page: Any, ai_fleet: AiFleet) -> None:
     )
     lines = [t for t in traces if "run" in (t["meta"] or {})]
     assert len(lines) == BUDGET + 1  # every run, the active one (one checkpoint) included
+    stopped = {t["meta"]["run"] for t in lines if t["meta"]["stopped"]}
+    assert int(ai_fleet.out["runs"][STOPPED]["id"]) in stopped
     assert sorted(len(t["x"]) for t in lines) == [1] + [3] * BUDGET
     full = page.evaluate("document.getElementById('plot-full').data.length")
     assert full >= 1
@@ -248,3 +272,28 @@ def test_runs_json_serves_an_ai_experiments_runs(ai_fleet: AiFleet) -> None:
     assert body["total"] == BUDGET + 1
     states = sorted(r["state"] for r in body["runs"])
     assert states == ["active"] + ["completed"] * (BUDGET - 1) + ["failed"]
+
+
+def test_the_project_page_lists_its_experiments_and_runs_outside_them(
+    page: Any, ai_fleet: AiFleet
+) -> None:
+    page.locator(f"#experiments tr[data-id='{ai_fleet.experiment_id}'] td.project a").click()
+    page.wait_for_url(f"{ai_fleet.server.url}/projects/{PROJECT}")
+    assert page.locator("#project-experiments tbody tr").get_attribute("data-id") == (
+        ai_fleet.experiment_id
+    )
+    cells = page.locator("#project-experiments tbody td").all_text_contents()
+    assert cells[3:6] == [f"{BUDGET + 1} / {BUDGET}", "1", str(BUDGET)]
+    headers = page.locator("#project-runs thead th").all_text_contents()
+    assert headers == ["Id", "Name", "Created (UTC)", "State", "loss", "batch_size", "instance_id"]
+    [row] = page.locator("#project-runs tbody tr").all()
+    assert row.get_attribute("data-id") == ai_fleet.out["plain"]
+    cells = row.locator("td").all_text_contents()
+    assert [cells[1], *cells[3:]] == ["plain run", "completed", "0.5", "32", INSTANCES[1]]
+    page.screenshot(path=str(SCREENSHOTS / "project.png"))
+
+
+def test_another_clients_project_is_not_found(ai_fleet: AiFleet) -> None:
+    for path, token in ((f"/projects/{PROJECT}", ai_fleet.other_token), ("/projects/nope", TOKEN)):
+        answer = get(ai_fleet, path, token=token)
+        assert answer.status_code == 404 and "no such project" in answer.text

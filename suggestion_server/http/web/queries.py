@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, select
+from sqlalchemy import ColumnElement, Table, func, select
 from sqlalchemy.orm import Session
 
 from suggestion_server.storage.models import Observation, Suggestion, Token, TrainingRun
@@ -129,22 +129,61 @@ def _id_or_null(value: object) -> str:
 def experiment_runs_json(session: Session, experiment_id: int) -> RunRowsJson:
     """The experiment's non-archived runs (an AI experiment's), newest first, spliced from the
     stored JSON text like ``experiment_rows_json``. Rows: ``[id, created, state, suggestion id,
-    observation id, assignments, values, metadata, name]``; ``values`` is the run's object
-    ``{metric: {value, value_stddev}}``."""
+    observation id, assignments, values, metadata, name, stopped_at_step, stopping_reason]``;
+    ``values`` is the run's object ``{metric: {value, value_stddev}}``; the last two are the
+    server's early-stopping answer (null unless it told the run to stop)."""
     runs = _newest_first(
         session,
         _RUNS,
         experiment_id,
         "id created state suggestion_id observation_id assignments_json values_json metadata_json"
-        " name",
+        " name stopped_at_step stopping_reason",
     )
     rows = ",".join(
         f"[{int(rid)},{int(created)},{json.dumps(state)},{_id_or_null(sid)},{_id_or_null(oid)},"
-        f"{assignments or '{}'},{values or '{}'},{_json_or_null(meta)},{json.dumps(name)}]"
-        for rid, created, state, sid, oid, assignments, values, meta, name in runs
+        f"{assignments or '{}'},{values or '{}'},{_json_or_null(meta)},{json.dumps(name)},"
+        f"{_id_or_null(stop)},{json.dumps(reason)}]"
+        for rid, created, state, sid, oid, assignments, values, meta, name, stop, reason in runs
     )
     return RunRowsJson(
         f"[{rows}]",
         sum(1 for run in runs if run[2] == "active"),
         [(run[2] == "failed", run[7]) for run in runs if run[2] != "active"],
     )
+
+
+@dataclass(frozen=True)
+class ProjectRuns:
+    """A project's newest runs outside any experiment (at most the limit asked) and how many
+    there are."""
+
+    rows: list[Any]
+    total: int
+
+
+def project_runs(session: Session, client_id: int, project: str, limit: int) -> ProjectRuns:
+    """The client's non-archived runs of ``project`` outside any experiment, newest first: rows
+    ``(id, created, state, name, assignments JSON, values JSON, metadata JSON)``."""
+    connection = session.connection()
+    live = (
+        _RUNS.c.client_id == client_id,
+        _RUNS.c.project == project,
+        _RUNS.c.experiment_id.is_(None),
+        _RUNS.c.deleted.is_(False),
+    )
+    total = connection.execute(select(func.count()).select_from(_RUNS).where(*live)).scalar_one()
+    rows = connection.execute(
+        select(
+            _RUNS.c.id,
+            _RUNS.c.created,
+            _RUNS.c.state,
+            _RUNS.c.name,
+            _RUNS.c.assignments_json,
+            _RUNS.c.values_json,
+            _RUNS.c.metadata_json,
+        )
+        .where(*live)
+        .order_by(_RUNS.c.id.desc())
+        .limit(limit)
+    ).all()
+    return ProjectRuns(list(rows), int(total))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from suggestion_server.http.auth import authenticated_client
 from suggestion_server.http.web import sessions
 from suggestion_server.http.web.page_cost import page_cost
+from suggestion_server.http.web.project_page import project_page, utc_text
 from suggestion_server.http.web.queries import (
     experiment_rows_json,
     experiment_runs_json,
@@ -185,7 +185,7 @@ async def experiment_list(request: Request) -> Response:
             {
                 "id": exp["id"],
                 "name": exp["name"],
-                "created": time.strftime("%Y-%m-%d %H:%M", time.gmtime(exp["created"])),
+                "created": utc_text(exp["created"]),
                 "observations": progress.get("observation_count", 0),
                 "budget": exp.get("observation_budget"),
                 "open": progress.get("open_suggestion_count", 0),
@@ -210,8 +210,8 @@ def _experiment_name(ctx: ServerContext, client_id: int, experiment_id: str) -> 
         }
 
 
-def _not_found_page(request: Request) -> Response:
-    return _html("not_found.html", status=404, signed_in=_signed_in(request))
+def _not_found_page(request: Request, what: str = "experiment") -> Response:
+    return _html("not_found.html", status=404, signed_in=_signed_in(request), what=what)
 
 
 @router.get("/experiments/{experiment_id}")
@@ -241,6 +241,21 @@ def _rows_document(head: dict[str, Any], arrays: dict[str, str]) -> bytes:
     text = json.dumps(head, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     spliced = "".join(f',"{key}":{array}' for key, array in arrays.items())
     return f"{text[:-1]}{spliced}}}".encode()
+
+
+@router.get("/projects/{project_id}")
+async def project(request: Request, project_id: str) -> Response:
+    """A project's AI experiments and its runs outside any experiment."""
+    client_id = await _web_client(request)
+    if client_id is None:
+        return _to_signin()
+    try:
+        found = await run_in_threadpool(project_page, _context(request), client_id, project_id)
+    except ApiError as err:
+        if err.status == 404:
+            return _not_found_page(request, "project")
+        raise
+    return _html("project.html", page=found, signed_in=_signed_in(request))
 
 
 def experiment_payload(ctx: ServerContext, client_id: int, experiment_id: int) -> bytes:

@@ -98,11 +98,12 @@
     raw.observations = raw.observations.map((r) =>
       [r[0], r[1], r[2], r[3], byParameter(r[4]), byMetric(r[5]), metaRow(r[6])]);
     if (raw.runs) {
-      // A run row, shaped as an observation row plus [state, observation id, name]; `failed`
+      // A run row, shaped as an observation row plus [state, observation id, name,
+      // stopped_at_step, stopping_reason] (the server's early-stopping answer); `failed`
       // is the run's state, values come as the run's {metric: {value, value_stddev}}.
       const runValues = (values) => Object.entries(values || {}).map(([name, v]) => ({ name, value: v.value }));
       raw.runs = raw.runs.map((r) => [r[0], r[1], r[2] === 'failed' ? 1 : 0, r[3], byParameter(r[5]),
-        byMetric(runValues(r[6])), metaRow(r[7]), r[2], r[4], r[8]]);
+        byMetric(runValues(r[6])), metaRow(r[7]), r[2], r[4], r[8], r[9], r[10]]);
       raw.observations = raw.runs.filter((r) => r[7] !== 'active'); // the plots' rows
     }
     raw.metadata_keys = keys;
@@ -302,8 +303,16 @@
     const reasonKey = data.metadata_keys.indexOf(stopKeys.stopping_reason);
     const shownApart = [costKey, stepKey, reasonKey, data.metadata_keys.indexOf(stopKeys.stopped_early)];
     const rest = keys.slice(1).filter((k) => !shownApart.includes(k));
-    const stopped = (row) => (stepKey < 0 || row[6][stepKey] === undefined || row[6][stepKey] === null ? ''
-      : 'step ' + fmt(row[6][stepKey]) + (reasonKey < 0 || row[6][reasonKey] == null ? '' : ' · ' + row[6][reasonKey]));
+    // The agent's stamp; for a run without one, the server's own answer to its checkpoints.
+    const stopInfo = (row) => {
+      const step = stepKey < 0 ? null : row[6][stepKey];
+      if (step !== undefined && step !== null) return [step, reasonKey < 0 ? null : row[6][reasonKey]];
+      return ai && row[10] !== null ? [row[10], row[11]] : null;
+    };
+    const stopped = (row) => {
+      const stop = stopInfo(row);
+      return stop === null ? '' : 'step ' + fmt(stop[0]) + (stop[1] == null ? '' : ' · ' + stop[1]);
+    };
     fillHead(table, ['Id', 'Created (UTC)', ai ? 'State' : 'Status', 'instance_id', 'Cost (USD)', 'Stopped early',
       ...data.metrics.map(metricLabel), ...data.parameters.map((p) => p.name), ...rest.map((k) => data.metadata_keys[k])]);
     const rows = filteredObservations();
@@ -399,6 +408,7 @@
       ['suggestion', row[3]],
       ['observation', row[8]],
       ['created (UTC)', utc(row[1])],
+      ...(row[10] === null ? [] : [['stopped at step', row[10]], ['stopping reason', row[11]]]),
       ...data.metrics.map((m, i) => [metricLabel(m), row[5][i]]),
       ...data.parameters.map((p, i) => [p.name, row[4][i]]),
       ...metadataPairs(row[6]),

@@ -21,6 +21,9 @@ from cryptography.x509.oid import NameOID
 
 from optfleet.local_server import server_command, wait_healthy
 from suggestion_server.__main__ import tls_options
+from suggestion_server.storage.database import Store, make_engine
+from suggestion_server.storage.tokens import create_token
+from tests.agent.helpers import AgentProcess, Api, emulator
 from tests.support.ports import free_port
 from worker_bootstrap.api_client import ApiClient, TlsRefused
 from worker_bootstrap.config import ConfigError, settings_from
@@ -120,6 +123,7 @@ def make_server_cert(directory: Path, ca: Authority) -> tuple[Path, Path]:
 @dataclass
 class TlsServer:
     url: str
+    db_url: str
     ca: Authority
     other_ca: Authority
 
@@ -132,7 +136,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     cert, key = make_server_cert(directory, ca)
     port = free_port()
     log_path = directory / "server.log"
-    argv = server_command(f"sqlite:///{directory / 'optfleet.db'}", port)
+    db_url = f"sqlite:///{directory / 'optfleet.db'}"
+    argv = server_command(db_url, port)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [*argv, "--tls-cert", str(cert), "--tls-key", str(key)],
@@ -143,7 +148,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     url = f"https://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, log_path, timeout_s=60, verify=str(ca.pem))
-        yield TlsServer(url, ca, other_ca)
+        yield TlsServer(url, db_url, ca, other_ca)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -178,6 +183,27 @@ def test_agent_refuses_a_server_its_ca_did_not_sign(tls_server: TlsServer, which
     if bundle is not None:
         assert str(bundle) in message
     assert api.calls == 1  # not retried: no retry can fix a certificate
+
+
+def test_agent_with_a_scoped_token_over_tls_runs_to_budget(
+    tls_server: TlsServer, tmp_path: Path
+) -> None:
+    """Secure by default inside the VPC: HTTPS with a pinned CA and a token scoped to the one
+    experiment are all an instance needs."""
+    operator = Api(tls_server.url, TOKEN)
+    operator.session.verify = str(tls_server.ca.pem)
+    operator.session.trust_env = False  # else REQUESTS_CA_BUNDLE would override verify
+    eid = operator.create_experiment(budget=3)
+    store = Store(make_engine(tls_server.db_url, pool_size=1))
+    try:
+        token = create_token(store, "instance", int(eid))
+    finally:
+        store.dispose()
+    with emulator("i-0tls00000000001") as imds:
+        env = {"OPTFLEET_CA_BUNDLE": str(tls_server.ca.pem)}
+        agent = AgentProcess(tls_server.url, token, eid, imds.url, tmp_path / "a", env=env)
+        assert agent.run() == 0, agent.output()
+    assert len(operator.observations(eid)) == 3
 
 
 def test_plain_http_beyond_loopback_needs_the_opt_out(caplog: pytest.LogCaptureFixture) -> None:

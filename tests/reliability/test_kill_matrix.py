@@ -23,8 +23,18 @@ SEED = 50
 
 
 def ready(agents: list[AgentProcess], starts: list[int]) -> list[int]:
-    """Indexes of the agents whose latest start has logged ``agent_started``."""
-    return [n for n, agent in enumerate(agents) if len(agent.events("agent_started")) >= starts[n]]
+    """Indexes of the agents at work: their latest start has logged ``agent_started`` and then
+    started an evaluation (on a loaded machine a kill soon after ``agent_started`` alone would
+    land before any work, and the matrix would test nothing)."""
+    at_work = []
+    for n, agent in enumerate(agents):
+        events = [e["event"] for e in agent.events()]
+        if events.count("agent_started") < starts[n]:
+            continue
+        latest_life = events[len(events) - events[::-1].index("agent_started") :]
+        if "evaluation_started" in latest_life:
+            at_work.append(n)
+    return at_work
 
 
 def test_fifty_random_kills_over_eight_agents(sqlite_server: RunningServer, tmp_path: Path) -> None:
@@ -36,7 +46,8 @@ def test_fifty_random_kills_over_eight_agents(sqlite_server: RunningServer, tmp_
     starts = [1] * AGENTS
     try:
         while kills < KILLS:
-            # Kill only agents at work (past their imports), chosen and timed by the seeded rng.
+            # Kill only agents at work (evaluating, reporting or creating the next one), chosen
+            # and timed by the seeded rng.
             wait_until(lambda: bool(ready(agents, starts)), timeout_s=60, what="an agent at work")
             number = rng.choice(ready(agents, starts))
             time.sleep(rng.uniform(0.0, 0.5))  # the injected fault's timing, not synchronisation

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.agent.helpers import HERE, AgentProcess, Api, emulator, run_fleet
+from tests.agent.test_progress import CONVERGENCE, PLATEAU
 from tests.support.fault_proxy import FaultProxy
 from tests.support.server import RunningServer
 
@@ -194,6 +195,27 @@ def test_progress_lines_are_checkpoints_of_the_same_run(
     assert [c["values"][0]["value"] for c in checkpoints] == curve
     assert all(c["training_run"] == run["id"] for c in checkpoints)
     assert run["values"]["score"]["value"] == curve[-1]
+
+
+def test_a_run_the_server_stops_early_ends_once(
+    server: RunningServer, api: Api, workdir: Path
+) -> None:
+    """The AI experiment's training monitor stops a run through its checkpoints' answers: the
+    evaluation is told and stopped, and the run ends with the values of its last step."""
+    eid = ai_experiment(api, 1, "stop", training_monitor=CONVERGENCE)
+    me = "i-0aistopped00001"
+    env = {"EVAL_MODE": "until_stopped", "EVAL_CURVE": str(PLATEAU)}
+    (agent,) = run_fleet(server, eid, [me], workdir, command=EVALUATE_PROGRESS, env=env)
+    (run,) = assert_exactly_once(api, eid, 1)
+    assert run["stopped_at_step"] == 5 and run["stopping_reason"] == "convergence"
+    checkpoints = list(reversed(api.paged(f"/training_runs/{run['id']}/checkpoints")))
+    assert [c["step"] for c in checkpoints] == [1, 2, 3, 4, 5]
+    observation = api.call("GET", f"/experiments/{eid}/observations/{run['observation']}")
+    meta = observation["metadata"]
+    assert meta["instance_id"] == me and meta["stopped_early"] == 1
+    assert meta["stopped_at_step"] == 5 and meta["stopping_reason"] == "convergence"
+    assert observation["values"][0]["value"] == PLATEAU[meta["values_at_step"] - 1]
+    assert [e["reason"] for e in agent.events("evaluation_stopping")] == ["early_stop"]
 
 
 def test_values_the_experiment_does_not_take_and_the_kind_setting(

@@ -99,7 +99,13 @@ class Target:
     values: dict[str, str]
 
     def path(self, template: str) -> str:
-        return re.sub(r"\{(\w+)\}", lambda m: self.values[m.group(1)], template)
+        return re.sub(r"\{(\w+)\}", lambda m: self.value(m.group(1)), template)
+
+    def value(self, name: str) -> str:
+        """A parameter's value; a name a new route brings in gets the project or an id."""
+        if name in self.values:
+            return self.values[name]
+        return self.values["project"] if "project" in name else self.values["experiment_id"]
 
 
 def objects_of(api: Api, client: str, project: str) -> Target:

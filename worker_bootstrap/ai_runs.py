@@ -97,7 +97,6 @@ class AiRunsApi(ApiClient):
             "state": "open",
             "created": run.get("created"),
             "deleted": False,
-            "training_run": str(run.get("id")),
         }
 
     def create_observation(self, experiment_id: str, body: Json) -> Json:
@@ -140,6 +139,8 @@ class AiRunsApi(ApiClient):
     def _values_by_name(self, experiment_id: str, values: List[Json]) -> Json:
         """The run's ``values`` map; every metric of the experiment needs one (a 400 here, as a
         Core observation would get, so the agent reports why instead)."""
+        if not self._metrics:
+            self.experiment(experiment_id)  # the metric names come with the experiment
         by_name: Json = {}
         for value in values:
             name = value.get("name")

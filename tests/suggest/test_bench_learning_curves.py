@@ -49,3 +49,25 @@ def test_the_report_names_targets() -> None:
     args = argparse.Namespace(workers=2, full_runs=1.2, seeds=1)
     text = report(runs, ["sgd_wine"], ["optfleet", "optfleet_asha"], args, 1.0)
     assert "optfleet + ASHA" in text and "target" in text
+
+
+def test_runs_saved_compressed_are_reported_again_from_one_commit(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+    import json
+
+    from benchmarks.bench_learning_curves import load_runs, main
+
+    saved = tmp_path / "runs.jsonl.gz"
+    runs = run_all(["mfh3_good"], ["optfleet"], [0, 1], workers=2, full_runs=1.2, json_path=saved)
+    assert [r.finals for r in load_runs(saved)] == [r.finals for r in runs]
+    with gzip.open(saved, "rt") as f:
+        lines = [json.loads(line) for line in f]
+    assert len({line["commit"] for line in lines}) == 1  # HEAD at the start, for every run
+    argv = ["--report-only", str(saved), "--problems", "mfh3_good", "--methods", "optfleet"]
+    assert main([*argv, "--no-write", "--workers", "2", "--full-runs", "1.2"]) == 0
+    assert "seeds 0, 1" in capsys.readouterr().out
+    lines[0]["commit"] = "0000000"
+    with gzip.open(saved, "wt") as f:
+        f.writelines(json.dumps(line) + "\n" for line in lines)
+    assert main([*argv, "--no-write"]) == 2
+    assert main([*argv, "--no-write", "--allow-mixed-commits"]) == 0

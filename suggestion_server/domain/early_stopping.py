@@ -179,14 +179,16 @@ def decide(
         curve = curves.get(criterion.metric, ())
         maximize = policy.is_maximized(criterion.metric)
         reasons[criterion.name] = convergence_satisfied(curve, criterion, maximize)
-    rule_stopped_now = rung is not None and rung.stops
+    at_max = checkpoint_count >= policy.max_checkpoints
+    # A rung verdict at the run's last checkpoint stops nothing early: the run has its full
+    # length (its value is a full-length value, not a configuration seen to be losing).
+    rule_stopped_now = rung is not None and rung.stops and not at_max
     if policy.rule != "none":
         stopped_by_rule_before = earlier_reason is not None and earlier_reason.startswith(
             f"{policy.rule}_rung_"
         )
         reasons[policy.rule] = rule_stopped_now or stopped_by_rule_before
     converged = bool(policy.criteria) and all(reasons[c.name] for c in policy.criteria)
-    at_max = checkpoint_count >= policy.max_checkpoints
     if earlier_reason is not None:
         return Decision(should_stop=True, stopping_reasons=reasons)
     if rule_stopped_now and rung is not None:

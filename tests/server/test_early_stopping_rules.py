@@ -135,6 +135,22 @@ def test_decision_names_each_reason_and_the_first_stop() -> None:
     assert full.stopping_reasons == {"Look Back 2 Steps": False}
 
 
+def test_a_rung_at_the_last_checkpoint_is_no_early_stop() -> None:
+    # Rungs 1, 3, 9, 27 with max_checkpoints 27: a run ranked out at rung 27 has run its full
+    # length; it ends at max_checkpoints (the engine takes its value as a full-length value).
+    asha = policy(max_checkpoints=27)
+    out = RungDecision(rung_step=27, stops=True)
+    last = decide(asha, checkpoint_count=27, curves={}, rung=out, earlier_reason=None)
+    assert (last.should_stop, last.reason, last.stopping_reasons) == (
+        True,
+        "max_checkpoints",
+        {"asha": False},
+    )
+    early = RungDecision(rung_step=9, stops=True)
+    before = decide(asha, checkpoint_count=9, curves={}, rung=early, earlier_reason=None)
+    assert (before.should_stop, before.reason) == (True, "asha_rung_9")
+
+
 def test_every_criterion_must_hold() -> None:
     other = ConvergenceCriterion("loss flat", "loss", 1, 2)
     both = policy(rule="none", criteria=(LOOK_BACK_2, other))

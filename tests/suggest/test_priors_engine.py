@@ -1,5 +1,6 @@
 """Priors in the engine: the start-up design follows them, the acquisition is weighted by
-π(x)^(β/n) with a correct gradient, and proposals lean toward the prior while data is scarce."""
+π(x)^(β/n) with a correct gradient, proposals lean toward the prior while data is scarce, and an
+incumbent outside the prior's central region switches the prior off."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import pytest
 from suggestion_server.optimizer.api import BetaPrior, NormalPrior, ParameterSpec, SearchSpec
 from suggestion_server.optimizer.encoding import UnitCubeEncoding
 from suggestion_server.optimizer.priors import (
+    EVIDENCE_LEVEL,
     PRIOR_STRENGTH,
     Priors,
     PriorWeighted,
+    prior_log_term,
     prior_weight,
+    prior_weighted,
 )
 from suggestion_server.optimizer.suggester import StudySuggester
 from tests.suggest.rows import MemoryRows
@@ -49,6 +53,15 @@ def test_every_other_startup_point_follows_the_prior() -> None:
     assert float(np.median(skewed)) > 0.6 and (skewed > -1.0).all()
 
 
+def test_the_startup_design_covers_the_space_outside_the_prior() -> None:
+    """A wrong prior cannot hide the rest of the range from the model: the uniform half of the
+    start-up design lands outside the prior's central region, on both sides of it."""
+    xs = _startup_xs(NormalPrior(mean=1.2, scale=0.2), count=20)
+    outside = xs[np.abs(xs - 1.2) > 3 * 0.2]
+    assert len(outside) >= 6
+    assert (outside < 0.0).sum() >= 4  # most of [-2, 2] is far below the prior's mean
+
+
 def test_a_normal_prior_is_truncated_to_the_bounds() -> None:
     xs = _startup_xs(NormalPrior(mean=2.0, scale=1.0), count=20)[0::2]
     assert ((xs >= -2.0) & (xs <= 2.0)).all()
@@ -59,6 +72,54 @@ def test_prior_weight_decays_with_observations() -> None:
     assert prior_weight(10) == pytest.approx(PRIOR_STRENGTH / 10)
     assert prior_weight(100) == pytest.approx(PRIOR_STRENGTH / 100)
     assert prior_weight(0) == PRIOR_STRENGTH
+
+
+def test_an_incumbent_outside_the_central_region_contradicts_the_prior() -> None:
+    parameters = (
+        ParameterSpec("x", "double", low=-2.0, high=2.0, prior=NormalPrior(1.0, 0.4)),
+        ParameterSpec("y", "double", low=0.0, high=1.0, prior=BetaPrior(8.0, 2.0)),
+    )
+    priors = Priors.in_cube(parameters, UnitCubeEncoding(parameters))
+    # Cube coordinates: x = 1.0 is 0.75, one prior scale 0.1; Beta(8, 2) has its mode at 0.875.
+    assert not priors.contradicted_by(None)
+    assert not priors.contradicted_by(np.array([0.75, 0.875]))
+    assert not priors.contradicted_by(np.array([0.6, 0.8]))  # 1.5 scales off: inside
+    assert priors.contradicted_by(np.array([0.2, 0.875]))  # 5.5 scales off in x
+    assert priors.contradicted_by(np.array([0.75, 0.2]))  # deep in Beta(8, 2)'s lower tail
+    # The region holds EVIDENCE_LEVEL of the prior's mass: about that share of prior draws.
+    rng = np.random.default_rng(0)
+    draws = np.column_stack([rng.normal(0.75, 0.1, 4000), rng.beta(8.0, 2.0, 4000)])
+    draws = draws[(draws[:, 0] >= 0) & (draws[:, 0] <= 1)]
+    inside = np.mean([not priors.contradicted_by(point) for point in draws])
+    assert inside == pytest.approx(EVIDENCE_LEVEL, abs=0.015)
+    # Only parameters active at the incumbent count.
+    assert not priors.contradicted_by(np.array([0.2, 0.875]), np.array([True, False]))
+
+
+def test_a_contradicted_prior_weighs_nothing() -> None:
+    parameters = _spec(NormalPrior(1.2, 0.2)).parameters
+    priors = Priors.in_cube(parameters, UnitCubeEncoding(parameters))
+    assert prior_weight(10, contradicted=True) == 0.0
+
+    def acquisition(
+        x: np.ndarray, with_gradient: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        return x[:, 0], None
+
+    assert prior_weighted(acquisition, priors, 10, contradicted=True) is acquisition
+    points = np.random.default_rng(1).uniform(0, 1, size=(5, 2))
+    assert not prior_log_term(priors, points, 10, contradicted=True).any()
+    assert prior_log_term(priors, points, 10).all()
+
+
+def test_a_contradicting_incumbent_switches_the_prior_off() -> None:
+    """The prior says x near -1.5; a finished point at x = 1.5 is far better than the flat rest.
+    Left on, the prior would pull the proposals toward -1.5 (as in the test above: checked to
+    spread them over [-2, 1.2] at this seed); switched off, they go where the data say."""
+    rows = MemoryRows(_spec(NormalPrior(mean=-1.5, scale=0.3)))
+    rows.observe(None, {"loss": 0.0}, assignments={"x": 1.5, "y": 0.5})
+    xs = _flat_proposals(rows)
+    assert float(np.median(np.abs(xs - 1.5))) < 0.5, xs
 
 
 @pytest.mark.parametrize("prior", [NormalPrior(0.5, 0.4), BetaPrior(0.7, 3.0)])
@@ -87,19 +148,24 @@ def test_the_weighted_acquisition_has_the_right_gradient(prior: NormalPrior | Be
         np.testing.assert_allclose(gradient[:, dim], (up - down) / (2 * step), rtol=1e-5, atol=1e-6)
 
 
+def _flat_proposals(rows: MemoryRows) -> np.ndarray:
+    """x of the 11th-16th proposals (after the start-up) on a nearly flat objective."""
+    engine = StudySuggester(seed=4)
+    xs = []
+    for n in range(16):
+        sid, assignments = rows.create_suggestion(engine)
+        rows.observe(sid, {"loss": 1.0 + 1e-3 * (n % 3)})
+        if n >= 10:
+            xs.append(float(assignments["x"]))
+    return np.array(xs)
+
+
 def test_proposals_lean_toward_the_prior_while_data_is_scarce() -> None:
     """On a flat objective the acquisition has nothing to prefer: the prior decides."""
     distances = {}
     for label, prior in (("prior", NormalPrior(mean=-1.5, scale=0.3)), ("none", None)):
-        engine = StudySuggester(seed=4)
-        rows = MemoryRows(_spec(prior))
-        xs = []
-        for n in range(16):
-            sid, assignments = rows.create_suggestion(engine)
-            rows.observe(sid, {"loss": 1.0 + 1e-3 * (n % 3)})
-            if n >= 10:
-                xs.append(float(assignments["x"]))
-        distances[label] = float(np.median(np.abs(np.array(xs) + 1.5)))
+        xs = _flat_proposals(MemoryRows(_spec(prior)))
+        distances[label] = float(np.median(np.abs(xs + 1.5)))
     assert distances["prior"] < 0.5 < distances["none"], distances
 
 

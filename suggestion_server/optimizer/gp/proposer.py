@@ -109,7 +109,9 @@ class GaussianProcessProposer:
         self.last_source = "model"
         # Weighted by the priors (priors.py), judged at the active parameters (conditionals.py).
         acquisition = on_active_parameters(
-            prior_weighted(state.acquisition, self._priors, len(complete)),
+            prior_weighted(
+                state.acquisition, self._priors, len(complete), state.prior_contradicted
+            ),
             self._encoding.inactive,
         )
         point = maximize_acquisition(
@@ -137,7 +139,9 @@ class GaussianProcessProposer:
         fresh = ~matching(candidates, state.excluded, spacing)
         candidates = candidates[fresh & ~matching(candidates, state.observed)]
         fixed_log, _ = Acquisition(state.acquisition.objective, None, state.constraints)(candidates)
-        fixed_log += prior_log_term(self._priors, candidates, len(complete))
+        fixed_log += prior_log_term(
+            self._priors, candidates, len(complete), state.prior_contradicted
+        )
         picks = believer_picks(
             state.acquisition.objective,
             state.acquisition.incumbent,
@@ -181,7 +185,21 @@ class GaussianProcessProposer:
             extra = self._encoding.random_points(extra_random, self._rng)
             candidates = np.vstack([candidates, extra])
         snapped = self._encoding.snapped
-        return _AskState(acquisition, constraint_models, candidates, snapped(xp), snapped(x))
+        contradicted = self._prior_contradicted(x, objective.y[: len(complete)], feasible_mask)
+        return _AskState(
+            acquisition, constraint_models, candidates, snapped(xp), snapped(x), contradicted
+        )
+
+    def _prior_contradicted(self, x: np.ndarray, y: np.ndarray, feasible: np.ndarray) -> bool:
+        """Whether the best finished feasible point lies outside the priors' central region
+        (priors.py): the priors then no longer weigh the acquisition."""
+        if not self._priors or not feasible.any():
+            return False
+        best = x[int(np.argmin(np.where(feasible, y, np.inf)))]
+        inactive = (
+            self._encoding.inactive.apply(best[None, :])[1][0] if self._encoding.inactive else None
+        )
+        return self._priors.contradicted_by(best, inactive)
 
     def _fit_subset(self, complete: Sequence[FrozenTrial]) -> list[FrozenTrial]:
         if len(complete) <= self._max_fit_points:
@@ -276,6 +294,7 @@ class _AskState:
     candidates: np.ndarray
     excluded: np.ndarray  # the open points, snapped
     observed: np.ndarray  # the finished points the model saw, snapped
+    prior_contradicted: bool = False  # the incumbent lies outside the priors' central region
 
 
 def _worth_refitting(fitted: tuple[int, ...], now: tuple[int, ...]) -> bool:

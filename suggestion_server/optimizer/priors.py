@@ -28,12 +28,16 @@
   keeps its weight as long as the best points are where it said. It cannot tell a prior that
   points at a good local optimum from a right one (the data agree with it there).
   ``EVIDENCE_LEVEL`` = 0.9 was chosen between 0.9 and 0.99 on development problems with priors
-  placed as the benchmark's (Hartmann-3 and Styblinski-Tang 8-D, 10 seeds; not Branin or
-  Hartmann-6, which report it): both kept a right prior's gain; 0.9 lost less to a wrong one.
-  Two other guards were tried there and dropped: every other model proposal ignoring the prior,
-  and that with the prior's start-up points on top of a full uniform design: on
-  Styblinski-Tang they raised a right prior's median regret at 80 from 1.6 to 7.9 and 11.5
-  and left a wrong prior's at 103 and 115 (113 without them; 4-7 seeds).
+  placed as the benchmark's (Hartmann-3 and Styblinski-Tang 8-D; not Branin or Hartmann-6,
+  which report it; runs in benchmarks/data/priors_dev_runs.jsonl): both kept a right prior's
+  gain; 0.9 lost a little less to a wrong one. Two other guards were tried there and dropped:
+  every other model proposal ignoring the prior, and that with the prior's start-up points on
+  top of a full uniform design: on Styblinski-Tang they raised a right prior's median regret
+  at 80 from 1.4 to 7.4 and 11 and left a wrong prior's at 100 and 110 (110 without them;
+  4-7 seeds each). On Hartmann-6 the switch frees 4 of 20 runs with a wrong prior from the
+  local minimum (13 of 20 end near the optimum without a prior; docs/benchmarks.md,
+  "quality-priors"). A likely cause, not measured: the start-up points drawn from the wrong
+  prior leave the model half the uniform design it has without a prior.
 
 Densities are taken in the unit cube (a linear map of a double without log transformation, the
 only parameters that may carry a prior); their normalizing constants do not move an argmax.

@@ -17,7 +17,8 @@ with run_all's arguments for them).
 
     .venv/bin/python -m benchmarks.before_after [--before f182d35] [--after HEAD]
         [--benchmarks demo,fleet_traffic,load,infra] [--after-only load-pace,load-fleet,twin]
-        [--section before-after-19] [--title TITLE] [--after-first] [--no-copy] [--no-write]
+        [--section before-after-19] [--title TITLE] [--note TEXT]
+        [--after-first] [--no-copy] [--no-write]
 
 ``--after-first`` runs each pair in the other order (a second invocation with it shows how much
 of a ratio is the machine's load drifting between the two runs); ``--no-copy`` leaves the after
@@ -400,6 +401,8 @@ def report(
             else " The after runs' full sections are the sections of the same name in this file."
         ),
     ]
+    if args.note:
+        header.append(f"- {args.note}")
     parts = ["\n".join(header)]
     parts += [
         comparison(name, BENCHES[name], *runs, after_first=args.after_first)
@@ -417,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--after-only", default="", help="sections run at the after commit only")
     parser.add_argument("--section", default=SECTION)
     parser.add_argument("--title", default=TITLE)
+    parser.add_argument("--note", default="", help="one more line for the section's header")
     parser.add_argument(
         "--after-first", action="store_true", help="run the after commit first (drift check)"
     )

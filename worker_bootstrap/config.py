@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 from urllib.parse import urlsplit
 
+from worker_bootstrap.snapshots.location import SnapshotLocation, parse_location
+
 KEYS = (
     "OPTFLEET_EXPERIMENT_ID",
     "SIGOPT_API_URL",
@@ -47,6 +49,10 @@ KEYS = (
     "OPTFLEET_PRICING",
     "OPTFLEET_CA_BUNDLE",
     "OPTFLEET_ALLOW_PLAINTEXT",
+    # Checkpoint snapshots (docs/agent.md, "Checkpoints that travel").
+    "OPTFLEET_CHECKPOINT_S3",
+    "OPTFLEET_CHECKPOINT_INTERVAL",
+    "OPTFLEET_CHECKPOINT_MAX_BYTES",
 )
 
 # Instance tags that may supply settings (never the token: tags are not secret).
@@ -97,6 +103,9 @@ class Settings:
     pricing: bool = True
     ca_bundle: Optional[Path] = None  # the only CA the server's certificate may chain to
     allow_plaintext: bool = False  # http:// to a non-loopback host (the token in clear)
+    checkpoint_s3: Optional[SnapshotLocation] = None  # None: checkpoints stay on this disk
+    checkpoint_interval_s: float = 60.0  # at most one snapshot per interval while evaluating
+    checkpoint_max_bytes: int = 10 * 1024**3  # a larger checkpoint directory is not uploaded
     sources: Dict[str, str] = field(default_factory=dict)
 
     @property
@@ -252,6 +261,7 @@ def settings_from(values: Mapping[str, str], command: Optional[List[str]] = None
         "OPTFLEET_HTTP_TIMEOUT": "http_timeout_s",
         "OPTFLEET_CLAIM_SETTLE": "claim_settle_s",
         "OPTFLEET_ADOPT_INTERVAL": "adopt_interval_s",
+        "OPTFLEET_CHECKPOINT_INTERVAL": "checkpoint_interval_s",
     }
     for key, attribute in numbers.items():
         if values.get(key):
@@ -289,10 +299,38 @@ def settings_from(values: Mapping[str, str], command: Optional[List[str]] = None
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     _transport(settings, values)
+    _checkpoints(settings, values)
     settings.sources = {
         key: ("***" if key == "SIGOPT_API_TOKEN" else v) for key, v in values.items()
     }
     return settings
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _size(key: str, text: str) -> int:
+    """Bytes: an integer, optionally with K, M, G or T (powers of 1024, ``B``/``iB`` allowed)."""
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = value[-1:] if value[-1:] in _SIZE_UNITS else ""
+    number = value[: len(value) - len(unit)].strip()
+    if not number.isdigit():
+        raise ConfigError(f"{key}={text!r}: expected a size in bytes, e.g. 5000000000 or 5G")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def _checkpoints(settings: Settings, values: Mapping[str, str]) -> None:
+    """Where snapshots go (``s3://bucket/prefix``), how often, and how large at most."""
+    location = values.get("OPTFLEET_CHECKPOINT_S3", "").strip()
+    if location:
+        try:
+            settings.checkpoint_s3 = parse_location(location, "OPTFLEET_CHECKPOINT_S3")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if values.get("OPTFLEET_CHECKPOINT_MAX_BYTES"):
+        settings.checkpoint_max_bytes = _size(
+            "OPTFLEET_CHECKPOINT_MAX_BYTES", values["OPTFLEET_CHECKPOINT_MAX_BYTES"]
+        )
 
 
 def is_loopback_url(url: str) -> bool:

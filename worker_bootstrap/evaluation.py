@@ -27,6 +27,7 @@ from worker_bootstrap.progress_keys import (
     STOP_FILE_NAME,
 )
 from worker_bootstrap.results import InvalidResult, Outcome, outcome_from_text, values_from
+from worker_bootstrap.snapshots.marker import MARKER_ENV, MARKER_NAME, write_mark
 
 # Environment variables that must not leak into the user's evaluation.
 _PRIVATE_ENV = ("SIGOPT_API_TOKEN", "OPTFLEET_TEST_CRASH_AT", "OPTFLEET_TOKEN_SECRET")
@@ -44,6 +45,7 @@ class Task:
     run_dir: Path
     resumed: bool
     attempt: int
+    run_id: Optional[str] = None  # an AI experiment's training run (OPTFLEET_RUN_ID)
 
     @property
     def result_file(self) -> Path:
@@ -59,6 +61,11 @@ class Task:
         """Written by the agent once the server stopped the suggestion's training run."""
         return self.run_dir / STOP_FILE_NAME
 
+    @property
+    def checkpoint_saved_file(self) -> Path:
+        """Written (or touched) by the evaluation once its checkpoint directory is complete."""
+        return self.run_dir / MARKER_NAME
+
     def environment(self) -> Dict[str, str]:
         """The evaluation contract's variables."""
         return {
@@ -70,8 +77,10 @@ class Task:
             PROGRESS_FILE_ENV: str(self.progress_file),
             STOP_FILE_ENV: str(self.stop_file),
             "OPTFLEET_CHECKPOINT_DIR": str(self.checkpoint_dir),
+            MARKER_ENV: str(self.checkpoint_saved_file),
             "OPTFLEET_RESUMED": "1" if self.resumed else "0",
             "OPTFLEET_ATTEMPT": str(self.attempt),
+            **({"OPTFLEET_RUN_ID": self.run_id} if self.run_id else {}),
         }
 
 
@@ -257,10 +266,12 @@ class Context:
         self.checkpoint_dir = task.checkpoint_dir
         self.resumed = task.resumed
         self.attempt = task.attempt
+        self.run_id = task.run_id  # an AI experiment's training run; None for Core
         self.stop_requested = threading.Event()
         self.metadata: Dict[str, Any] = {}
         self.progress_file = task.progress_file
         self.stop_file = task.stop_file
+        self.checkpoint_saved_file = task.checkpoint_saved_file
         self._progress_lock = threading.Lock()
 
     def report(
@@ -278,6 +289,12 @@ class Context:
         with self._progress_lock:
             append_line(self.progress_file, step, value, values, metadata)
         return self.stop_requested.is_set() or stop_decided(self.stop_file)
+
+    def checkpoint_saved(self, step: Optional[int] = None) -> None:
+        """Say ``checkpoint_dir`` now holds a complete checkpoint (of ``step``, optional): the
+        agent may snapshot it for whichever instance takes the suggestion over. Call it after
+        the last file is written and closed; TypeError for a step that is not an int >= 0."""
+        write_mark(self.checkpoint_saved_file, step)
 
 
 class FunctionRunning:

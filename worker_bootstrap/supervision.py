@@ -1,6 +1,7 @@
 """Supervising one running evaluation: the lease kept fresh, spot notices and stop signals obeyed
 (SIGTERM, a grace period, then SIGKILL), its progress forwarded and the server's early stop obeyed
-the same way, the time limit enforced."""
+the same way, the time limit enforced; its checkpoint restored from the latest snapshot before it
+starts and snapshotted while it runs and when it is left open (snapshots/)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,17 @@ from worker_bootstrap.logs import EventLog
 from worker_bootstrap.progress_forwarding import Forwarding, ProgressForwarder, StopDecision
 from worker_bootstrap.results import Outcome, result_in
 from worker_bootstrap.run_summary import RunSummary
+from worker_bootstrap.snapshots.restore import SnapshotRestorer
+from worker_bootstrap.snapshots.uploads import AttemptUploads, SnapshotUploads
 from worker_bootstrap.spot import SpotWatch
 from worker_bootstrap.steps import StepHooks
 from worker_bootstrap.stop_flags import StopFlags
+
+# Time from a spot notice to the instance's end, and from systemd's SIGTERM to its SIGKILL
+# (TimeoutStopSec, install.py), less a margin: the last snapshot must be in S3 before either.
+SPOT_NOTICE_S = 120.0
+STOP_TIMEOUT_S = 90.0
+_MARGIN_S = 10.0
 
 
 @dataclass(eq=False)
@@ -35,6 +44,8 @@ class EvaluationSupervisor:
     log: EventLog
     hooks: StepHooks
     monotonic: Callable[[], float]
+    restorer: SnapshotRestorer
+    uploads: SnapshotUploads
 
     def supervise(self, task: Task, entry: Entry) -> Optional[Outcome]:
         """The evaluation's outcome (a failure on timeout; the last progress values when the
@@ -57,6 +68,21 @@ class EvaluationSupervisor:
             forwarding.close()
 
     def _run(self, task: Task, entry: Entry, forwarding: Forwarding) -> Optional[Outcome]:
+        restored = self.restorer.restore(task)
+        # Hand-overs so far: a later owner's snapshot is never replaced by an earlier one's.
+        generation = len([p for p in entry.previous_instance_ids.split(",") if p])
+        uploads = self.uploads.attempt(task, generation)
+        try:
+            outcome = self._start(task, entry, forwarding, uploads)
+        finally:
+            uploads.close()
+        if outcome is not None and restored:
+            outcome.metadata = {**outcome.metadata, **restored}
+        return outcome
+
+    def _start(
+        self, task: Task, entry: Entry, forwarding: Forwarding, uploads: AttemptUploads
+    ) -> Optional[Outcome]:
         running = self.evaluator.start(task)
         if running.pid:
             # Recorded so a restart can kill a group that outlived a crashed agent.
@@ -72,10 +98,15 @@ class EvaluationSupervisor:
             pid=running.pid,
         )
         self.hooks.evaluation_started(running, task)
-        return self._watch(running, task, entry, forwarding)
+        return self._watch(running, task, entry, forwarding, uploads)
 
     def _watch(
-        self, running: Running, task: Task, entry: Entry, forwarding: Forwarding
+        self,
+        running: Running,
+        task: Task,
+        entry: Entry,
+        forwarding: Forwarding,
+        uploads: AttemptUploads,
     ) -> Optional[Outcome]:
         settings = self.settings
         start = self.monotonic()
@@ -91,13 +122,14 @@ class EvaluationSupervisor:
                 return outcome
             now = self.monotonic()
             if self.stop.stop_requested():
-                return self._leave_open(running, task, "agent_stopping")
+                return self._leave_open(running, task, uploads, "agent_stopping")
             if now >= next_spot:
                 next_spot = now + settings.spot_poll_s
                 if self.spot.notice():
                     return self._leave_open(
-                        running, task, "spot_interruption", record_interrupt=True
+                        running, task, uploads, "spot_interruption", record_interrupt=True
                     )
+            uploads.poll()
             decision = forwarding.poll()
             if decision is not None:
                 return self._stop_early(running, task, forwarding, decision)
@@ -153,7 +185,12 @@ class EvaluationSupervisor:
         return outcome
 
     def _leave_open(
-        self, running: Running, task: Task, why: str, record_interrupt: bool = False
+        self,
+        running: Running,
+        task: Task,
+        uploads: AttemptUploads,
+        why: str,
+        record_interrupt: bool = False,
     ) -> Optional[Outcome]:
         self.log.event(
             "evaluation_stopping", task.suggestion_id, reason=why, grace_s=self.settings.grace_s
@@ -161,6 +198,11 @@ class EvaluationSupervisor:
         outcome = self._finish(running)
         if outcome is not None and not outcome.failed:
             return outcome  # it finished within the grace period: report the real result
+        # Its SIGTERM handler has had its say: the checkpoint it marked goes up before the
+        # suggestion is offered to others (interrupted_at), so the adopter finds it.
+        window = SPOT_NOTICE_S if record_interrupt else STOP_TIMEOUT_S
+        clean_exit = outcome is not None and "signal" not in outcome.metadata
+        uploads.final(clean_exit, max(5.0, window - self.settings.grace_s - _MARGIN_S))
         if record_interrupt:
             self.lease.record_interrupted(task.suggestion_id)
         self.log.event("suggestion_left_open", task.suggestion_id, reason=why)

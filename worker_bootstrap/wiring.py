@@ -32,12 +32,15 @@ from worker_bootstrap.logs import EventLog
 from worker_bootstrap.orphans import OrphanAdopter
 from worker_bootstrap.progress_forwarding import ProgressForwarder
 from worker_bootstrap.recovery import Recovery
-from worker_bootstrap.reporting import ObservationReporter
 from worker_bootstrap.resuming import Resumer
 from worker_bootstrap.run_summary import RunSummary
 from worker_bootstrap.scan_cadence import ScanCadence
 from worker_bootstrap.scan_listing import ScanLister
 from worker_bootstrap.scanning import Scanner
+from worker_bootstrap.snapshots.closing import SnapshotClosingReporter
+from worker_bootstrap.snapshots.restore import SnapshotRestorer
+from worker_bootstrap.snapshots.store import SnapshotStore
+from worker_bootstrap.snapshots.uploads import SnapshotUploads
 from worker_bootstrap.spot import SpotWatch
 from worker_bootstrap.steps import NO_HOOKS, StepHooks
 from worker_bootstrap.stop_flags import StopFlags
@@ -99,7 +102,9 @@ def wire_agent(
         log=log,
         clock=clocks.wall,
     )
-    reporter = ObservationReporter(
+    # Checkpoint snapshots in S3 (docs/agent.md, "Checkpoints that travel"); off without a bucket.
+    snapshots = snapshot_store(settings, region, clocks)
+    reporter = SnapshotClosingReporter(
         api=api,
         settings=settings,
         journal=journal,
@@ -109,6 +114,7 @@ def wire_agent(
         log=log,
         hooks=hooks,
         clock=clocks.wall,
+        snapshots=snapshots,
     )
     supervisor = EvaluationSupervisor(
         evaluator=evaluator,
@@ -129,6 +135,16 @@ def wire_agent(
         log=log,
         hooks=hooks,
         monotonic=clocks.monotonic,
+        restorer=SnapshotRestorer(snapshots, log, monotonic=clocks.monotonic, wall=clocks.wall),
+        uploads=SnapshotUploads(
+            store=snapshots,
+            instance_id=me,
+            interval_s=settings.checkpoint_interval_s,
+            max_bytes=settings.checkpoint_max_bytes,
+            staging=settings.state_dir / "snapshots",
+            log=log,
+            monotonic=clocks.monotonic,
+        ),
     )
     attempt = AttemptRunner(
         settings=settings,
@@ -228,4 +244,18 @@ def wire_agent(
         scanner=scanner,
         creator=creator,
         attempt=attempt,
+    )
+
+
+def snapshot_store(
+    settings: Settings, region: Optional[str], clocks: Clocks
+) -> Optional[SnapshotStore]:
+    """The experiment's snapshot store, or None when ``OPTFLEET_CHECKPOINT_S3`` is not set (boto3
+    is then never imported)."""
+    if settings.checkpoint_s3 is None:
+        return None
+    from worker_bootstrap import aws
+
+    return SnapshotStore(
+        aws.client("s3", region), settings.checkpoint_s3, settings.experiment_id, clocks.wall
     )

@@ -1,7 +1,10 @@
-"""`optfleet token create|list|show|revoke [--db URL]`: API tokens of the server's database.
+"""`optfleet token create|list|show|rotate|revoke [--db URL]`: API tokens of the server's database.
 
 ``create`` prints a new token (only once: the database keeps its sha256); ``--experiment ID``
 scopes it to that one experiment (what a fleet's instances should hold, docs/api.md).
+``rotate ID`` gives a token a new value (printed once, like ``create``) and keeps name, scope and
+client; the previous value is accepted ``--grace`` seconds more, so a fleet can switch without
+a failed request.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ if TYPE_CHECKING:
     from suggestion_server.storage.database import Store
     from suggestion_server.storage.tokens import TokenInfo
 
-HELP = "create, list, show and revoke API tokens"
+HELP = "create, list, show, rotate and revoke API tokens"
 T = TypeVar("T")
 
 
@@ -30,6 +33,14 @@ def _experiment_id(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(
             f"expected an experiment id (a positive integer), got {text!r}"
+        )
+    return int(text)
+
+
+def _grace(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"--grace: expected whole seconds >= 0 (e.g. 3600), got {text!r}"
         )
     return int(text)
 
@@ -51,12 +62,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="scope the token to this experiment: it may only read it and create and update its "
         "suggestions, observations and training runs",
     )
-    sub.add_parser("list", help="every token: id, scope, client, name, created (never the token)")
+    sub.add_parser(
+        "list",
+        help="every token: id, scope, client, name, created, rotated, previous value accepted "
+        "until (never the token)",
+    )
     show = sub.add_parser("show", help="one token by its id (from `optfleet token list`)")
     show.add_argument("token_id", type=_token_id, metavar="ID")
+    rotate = sub.add_parser(
+        "rotate",
+        help="give a token a new value and print it; the previous value is accepted --grace "
+        "seconds more",
+    )
+    rotate.add_argument("token_id", type=_token_id, metavar="ID")
+    rotate.add_argument(
+        "--grace",
+        type=_grace,
+        default=None,
+        metavar="SECONDS",
+        help="how long the previous value is still accepted (default: 3600; 0 refuses it at "
+        "once, apart from up to a minute in each server process's cache)",
+    )
     revoke = sub.add_parser("revoke", help="delete a token: it stops working (within a minute)")
     revoke.add_argument("token_id", type=_token_id, metavar="ID")
-    for action in (create, sub.choices["list"], show, revoke):
+    for action in (create, sub.choices["list"], show, rotate, revoke):
         action.add_argument(
             "--db", default=None, help="database URL (default: ~/.optfleet/optfleet.db)"
         )
@@ -76,9 +105,35 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], T]) -> T:
         store.dispose()
 
 
+HEADER = "id\tscope\tclient\tname\tcreated (UTC)\trotated (UTC)\tprevious accepted until (UTC)"
+
+
+def _utc(seconds: int | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return "-" if seconds is None else time.strftime(fmt, time.gmtime(seconds))
+
+
 def _line(info: TokenInfo) -> str:
-    created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(info.created))
-    return f"{info.id}\t{info.scope}\tclient {info.client_id}\t{info.name}\t{created}"
+    # Seconds on the deadline: a grace is often minutes.
+    until = _utc(info.previous_until, "%Y-%m-%d %H:%M:%S")
+    return (
+        f"{info.id}\t{info.scope}\tclient {info.client_id}\t{info.name}\t{_utc(info.created)}"
+        f"\t{_utc(info.rotated)}\t{until}"
+    )
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from suggestion_server.storage import tokens
+
+    grace = tokens.DEFAULT_GRACE_S if args.grace is None else args.grace
+    rotated = _with_store(args, lambda store: tokens.rotate_token(store, args.token_id, grace))
+    if rotated is None:
+        sys.stderr.write(f"optfleet token rotate: no token with id {args.token_id}\n")
+        return 2
+    token, info = rotated
+    sys.stdout.write(token + "\n")
+    # The new value alone on stdout (for scripts); what happened on stderr.
+    sys.stderr.write(f"rotated {_line(info)}\n")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,10 +155,12 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(token + "\n")
         return 0
     if action == "list":
-        sys.stdout.write("id\tscope\tclient\tname\tcreated (UTC)\n")
+        sys.stdout.write(HEADER + "\n")
         for info in _with_store(args, tokens.list_tokens):
             sys.stdout.write(_line(info) + "\n")
         return 0
+    if action == "rotate":
+        return _rotate(args)
     find = tokens.token_info if action == "show" else tokens.revoke_token
     found = _with_store(args, lambda store: find(store, args.token_id))
     if found is None:

@@ -1,9 +1,15 @@
 """Authentication exactly as the wire (§3): HTTP Basic with the token as the username.
 
 No header → 401; a header that is not parseable Basic (e.g. Bearer) → 400; an unknown token → 403
-with ``token_status: "revoked"``. Known tokens are cached per process for a short time so that a
-request pays no extra query; the lookup itself runs in the thread pool. A token scoped to one
-experiment is then checked against the route (``token_scope.py``): 403 outside its scope.
+with ``token_status: "revoked"``, also for a revoked token and for the previous value of a
+rotated token once its grace is over. Known tokens are cached per process for a short time so
+that a request pays no extra query (the previous value of a rotated token no longer than its
+grace); the lookup itself runs in the thread pool. A token scoped to one experiment is then
+checked against the route (``token_scope.py``): 403 outside its scope.
+
+Every such 401/403 is logged with its reason, the token's id when known and the route (never
+the token), and counted per reason for the page's health view (``refusal_log.py``); the caller
+gets the same answer as before, whatever the reason.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from collections.abc import Mapping
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from suggestion_server.http.token_scope import check_scope
+from suggestion_server.http.refusal_log import NO_TOKEN, refuse
+from suggestion_server.http.token_scope import WRONG_SCOPE, check_scope
 from suggestion_server.services.context import ServerContext
-from suggestion_server.storage.tokens import Grant, grant_for_token
+from suggestion_server.storage.tokens import Grant, Refusal, resolve_token
 from suggestion_server.wire.errors import ApiError
 
 HOW = "via HTTP Basic Auth, with the API token as the username and a blank password."
@@ -27,27 +34,34 @@ CACHE_TTL_S = 60.0
 
 
 class TokenCache:
-    """token → (grant, expiry): positive lookups only, so a new token works at once (and a
-    revoked one stops working within ``ttl_s``)."""
+    """token → grant: positive lookups only, so a new token works at once (and a revoked one
+    stops working within ``ttl_s``). An entry is fresh for ``ttl_s`` by the monotonic clock and
+    by the server's clock (which tests set), and a rotated token's previous value no longer
+    than its grace."""
 
     def __init__(self, ttl_s: float = CACHE_TTL_S) -> None:
         self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[Grant, float]] = {}
+        self._entries: dict[str, tuple[Grant, float, float]] = {}
         self._lock = threading.Lock()
 
-    def get(self, token: str) -> Grant | None:
-        """The cached grant, if fresh."""
+    def get(self, token: str, now: float) -> Grant | None:
+        """The cached grant, if fresh at ``now`` (the server's clock)."""
         entry = self._entries.get(token)
-        if entry is None or entry[1] < time.monotonic():
+        if entry is None:
             return None
-        return entry[0]
+        grant, expires, cached_at = entry
+        if expires < time.monotonic() or not cached_at <= now < cached_at + self._ttl_s:
+            return None
+        if grant.until is not None and now >= grant.until:
+            return None
+        return grant
 
-    def put(self, token: str, grant: Grant) -> None:
-        """Remember a resolved token."""
+    def put(self, token: str, grant: Grant, now: float) -> None:
+        """Remember a token resolved at ``now`` (the server's clock)."""
         with self._lock:
             if len(self._entries) > 10_000:
                 self._entries.clear()
-            self._entries[token] = (grant, time.monotonic() + self._ttl_s)
+            self._entries[token] = (grant, time.monotonic() + self._ttl_s, now)
 
 
 def token_from_header(header: str | None) -> str:
@@ -82,19 +96,33 @@ async def authorized_client(
 ) -> int:
     """The client of the request's token, checked against the route ``template`` (its path
     parameters ``path_params``); the grant is left in ``request.state.grant``."""
-    token = token_from_header(request.headers.get("authorization"))
     ctx: ServerContext = request.app.state.context
+    route = template or request.url.path
+    try:
+        token = token_from_header(request.headers.get("authorization"))
+    except ApiError as missing:
+        if missing.status == 401:
+            raise await refuse(ctx, missing, NO_TOKEN, None, request.method, route) from None
+        raise
     cache: TokenCache = request.app.state.token_cache
-    grant = cache.get(token)
+    now = ctx.clock()
+    grant = cache.get(token, now)
     if grant is None:
-        grant = await run_in_threadpool(grant_for_token, ctx.store, token)
-        if grant is None:
-            raise ApiError(
+        found = await run_in_threadpool(resolve_token, ctx.store, token, now)
+        if isinstance(found, Refusal):
+            invalid = ApiError(
                 403,
                 f"This endpoint requires a valid API token. Please provide an API token {HOW}",
                 token_status="revoked",  # noqa: S106 (a status, not a secret)
             )
-        cache.put(token, grant)
-    await check_scope(ctx, grant, request.method, template, path_params)
+            raise await refuse(ctx, invalid, found.reason, found.token_id, request.method, route)
+        grant = found
+        cache.put(token, grant, now)
+    try:
+        await check_scope(ctx, grant, request.method, template, path_params)
+    except ApiError as error:
+        if error.status != 403:
+            raise
+        raise await refuse(ctx, error, WRONG_SCOPE, grant.token_id, request.method, route) from None
     request.state.grant = grant
     return grant.client_id

@@ -23,6 +23,7 @@ from suggestion_server.storage.tokens import Grant, experiment_of_run
 from suggestion_server.wire.errors import ApiError
 from suggestion_server.wire.schemas import MAX_ID
 
+WRONG_SCOPE = "wrong_scope"  # the refusal's reason in the log and on the page's health view
 _EXP = "/v1/experiments/{experiment_id}"
 _RUN = "/v1/training_runs/{run_id}"
 _AI = "/v1/aiexperiments/{experiment_id}"

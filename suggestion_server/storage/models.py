@@ -71,6 +71,32 @@ class Token(Base):
     experiment_id: Mapped[int | None] = mapped_column(
         Id, ForeignKey("experiments.id"), nullable=True
     )
+    # Rotation (docs/api.md, "Token rotation"): when it last happened, and the value it replaced
+    # (its hash), still accepted until ``previous_until`` (Unix seconds).
+    rotated: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    previous_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    previous_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    __table_args__ = (Index("ix_tokens_previous_hash", "previous_hash"),)
+
+
+class RetiredTokenHash(Base):
+    """The hash of a value that no longer authenticates (``reason`` ``revoked_token`` or
+    ``rotated_out``), kept so that a refusal names why and which token (never the value)."""
+
+    __tablename__ = "retired_token_hashes"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(Id)
+    reason: Mapped[str] = mapped_column(String(32))
+    retired: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuthRefusal(Base):
+    """How many requests were refused (401/403) for one reason, and when the last one was."""
+
+    __tablename__ = "auth_refusals"
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    last: Mapped[int] = mapped_column(BigInteger)
 
 
 class Experiment(Base):

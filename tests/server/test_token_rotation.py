@@ -1,0 +1,221 @@
+"""Token rotation (issue 24): the previous value of a rotated token is accepted for the grace
+and refused after it; revoking refuses both; every refusal is logged with its reason and token
+id (never the value) and counted per reason.
+
+The server runs in this process on loopback (SQLite and PostgreSQL) with a clock the test sets,
+so the grace is crossed by moving the clock, never by waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from optfleet.cli import main as cli_main
+from suggestion_server.app import create_app
+from suggestion_server.storage.database import Store
+from suggestion_server.storage.refusals import refusal_counts
+from suggestion_server.storage.tokens import (
+    REVOKED,
+    ROTATED_OUT,
+    UNKNOWN,
+    Grant,
+    Refusal,
+    RetiredToken,
+    create_token,
+    register_token,
+    resolve_token,
+    revoke_token,
+    rotate_token,
+    token_info,
+)
+from tests.server.conftest import BACKENDS
+from tests.support.loopback import LoopbackApp
+
+OPERATOR = f"operator-{uuid.uuid4().hex}"
+START = 1_767_225_600.0
+SPEC = {
+    "name": "rotation",
+    "parameters": [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}],
+    "metrics": [{"name": "acc", "objective": "maximize"}],
+    "observation_budget": 10,
+}
+
+
+class Clock:
+    """The server's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Served:
+    url: str
+    db_url: str
+    store: Store
+    clock: Clock
+    experiment: str
+
+    def status(self, token: str) -> int:
+        response = requests.get(
+            f"{self.url}/v1/experiments/{self.experiment}", auth=(token, ""), timeout=30
+        )
+        if response.status_code == 403:
+            assert response.json()["token_status"] == "revoked"
+        return response.status_code
+
+    def counts(self) -> dict[str, int]:
+        return {row.reason: row.count for row in refusal_counts(self.store)}
+
+
+@pytest.fixture(params=BACKENDS)
+def served(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Served]:
+    if request.param == "postgres":
+        db_url = request.getfixturevalue("pg_cluster").create_database()
+    else:
+        db_url = f"sqlite:///{request.getfixturevalue('tmp_path')}/rotation.db"
+    clock = Clock()
+    app = create_app(db_url, bootstrap_token=OPERATOR, clock=clock)
+    with LoopbackApp(app) as loopback:
+        created = requests.post(
+            f"{loopback.url}/v1/experiments", json=SPEC, auth=(OPERATOR, ""), timeout=30
+        )
+        assert created.status_code == 200, created.text
+        yield Served(
+            loopback.url, db_url, app.state.context.store, clock, str(created.json()["id"])
+        )
+
+
+def scoped_token(served: Served) -> tuple[str, int]:
+    """A token scoped to the experiment, and its id."""
+    token = create_token(served.store, "fleet", int(served.experiment))
+    found = resolve_token(served.store, token)
+    assert isinstance(found, Grant) and found.token_id is not None
+    return token, found.token_id
+
+
+def test_previous_value_accepted_within_grace_refused_after(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    old, token_id = scoped_token(served)
+    assert served.status(old) == 200  # now in the server's cache as a current value
+    rotated = rotate_token(served.store, token_id, grace_s=600, now=served.clock.now)
+    assert rotated is not None
+    new, info = rotated
+    assert new != old
+    assert (info.name, info.scope, info.rotated) == (
+        "fleet",
+        f"experiment {served.experiment}",
+        START,
+    )
+    assert info.previous_until == START + 600
+    assert served.status(new) == 200 and served.status(old) == 200
+    served.clock.now = START + 599
+    assert served.status(old) == 200
+    with caplog.at_level(logging.WARNING, logger="suggestion_server.auth"):
+        served.clock.now = START + 600
+        assert served.status(old) == 403
+        assert served.status(new) == 200
+    assert served.counts() == {ROTATED_OUT: 1}
+    line = f"reason={ROTATED_OUT} token_id={token_id} route=GET /v1/experiments/{{experiment_id}}"
+    assert line in caplog.text
+    assert old not in caplog.text and new not in caplog.text
+
+
+def test_second_rotation_refuses_the_first_value_at_once(served: Served) -> None:
+    first, token_id = scoped_token(served)
+    second = rotate_token(served.store, token_id, grace_s=3600, now=served.clock.now)
+    assert second is not None
+    third = rotate_token(served.store, token_id, grace_s=3600, now=served.clock.now)
+    assert third is not None
+    assert served.status(first) == 403
+    assert served.status(second[0]) == 200 and served.status(third[0]) == 200
+    assert resolve_token(served.store, first) == Refusal(ROTATED_OUT, token_id)
+
+
+def test_revoked_token_refuses_both_values(served: Served) -> None:
+    old, token_id = scoped_token(served)
+    rotated = rotate_token(served.store, token_id, grace_s=3600, now=served.clock.now)
+    assert rotated is not None
+    new = rotated[0]
+    assert served.status(old) == 200 and served.status(new) == 200
+    assert revoke_token(served.store, token_id) is not None
+    # Past the cache's minute, well within the grace.
+    served.clock.now = START + 61
+    assert served.status(old) == 403 and served.status(new) == 403
+    assert resolve_token(served.store, old) == Refusal(REVOKED, token_id)
+    assert resolve_token(served.store, new) == Refusal(REVOKED, token_id)
+    assert served.counts() == {REVOKED: 2}
+
+
+def test_refusals_are_counted_per_reason_and_answered_alike(served: Served) -> None:
+    base = f"{served.url}/v1/experiments"
+    assert requests.get(base, timeout=30).status_code == 401
+    unknown = requests.get(base, auth=(f"never-{uuid.uuid4().hex}", ""), timeout=30)
+    token, token_id = scoped_token(served)
+    wrong_scope = requests.post(base, json=SPEC, auth=(token, ""), timeout=30)
+    assert wrong_scope.status_code == 403 and "scoped to experiment" in wrong_scope.text
+    rotated = rotate_token(served.store, token_id, grace_s=0, now=served.clock.now)
+    assert rotated is not None
+    served.clock.now += 61  # past the minute the server caches the value it has seen
+    rotated_out = requests.get(base, auth=(token, ""), timeout=30)
+    # The caller cannot tell an unknown value from a rotated-out one.
+    assert (rotated_out.status_code, rotated_out.content) == (403, unknown.content)
+    assert served.counts() == {
+        "no_token": 1,
+        UNKNOWN: 1,
+        "wrong_scope": 1,
+        ROTATED_OUT: 1,
+    }
+
+
+def test_rotating_a_missing_token_or_a_negative_grace(served: Served) -> None:
+    assert rotate_token(served.store, 987654321) is None
+    _token, token_id = scoped_token(served)
+    with pytest.raises(ValueError, match="grace_s"):
+        rotate_token(served.store, token_id, grace_s=-1)
+
+
+def test_a_retired_bootstrap_value_is_not_registered_again(served: Served) -> None:
+    token = create_token(served.store, "bootstrap-like")
+    found = resolve_token(served.store, token)
+    assert isinstance(found, Grant) and found.token_id is not None
+    assert rotate_token(served.store, found.token_id, grace_s=0, now=START - 10) is not None
+    with pytest.raises(RetiredToken, match=f"rotation \\(token {found.token_id}\\)"):
+        register_token(served.store, token, name="bootstrap")
+
+
+def test_token_cli_rotate(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    db = ["--db", served.db_url]
+    old, token_id = scoped_token(served)
+    assert cli_main(["token", "rotate", *db, str(token_id), "--grace", "900"]) == 0
+    out = capsys.readouterr()
+    new = out.out.strip()
+    assert len(new) >= 40 and new != old and old not in out.err
+    assert served.status(new) == 200
+    info = token_info(served.store, token_id)
+    assert info is not None and info.rotated is not None and info.previous_until is not None
+    assert info.previous_until - info.rotated == 900
+    assert cli_main(["token", "show", *db, str(token_id)]) == 0
+    shown = capsys.readouterr().out.strip().split("\t")
+    assert shown[:4] == [str(token_id), f"experiment {served.experiment}", shown[2], "fleet"]
+    assert shown[5] != "-" and shown[6] != "-"
+    assert out.err.strip() == "rotated " + "\t".join(shown)
+    assert cli_main(["token", "list", *db]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].endswith("\trotated (UTC)\tprevious accepted until (UTC)")
+    assert "\t".join(shown) in listed
+    assert cli_main(["token", "rotate", *db, "987654321"]) == 2
+    assert "no token with id 987654321" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["token", "rotate", *db, str(token_id), "--grace", "-5"])
+    assert "--grace: expected whole seconds >= 0" in capsys.readouterr().err

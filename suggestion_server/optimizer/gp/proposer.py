@@ -1,7 +1,7 @@
 """Gaussian-process Bayesian optimization, aware of the fleet's open work.
 
 Each ask models the completed trials (failed ones at the worst value seen, so the model learns to
-avoid them; runs stopped early, PRUNED trials, no better than the worst full-length value, see
+avoid them; runs stopped early, PRUNED trials, no better than a typical full-length value, see
 ``modelled_values``), conditions the model on the RUNNING trials at its own predicted values (the
 "kriging believer": in-flight points are believed to come out as predicted, which removes their
 uncertainty and so spreads a fleet's parallel proposals instead of crowding one spot), and
@@ -35,6 +35,7 @@ from suggestion_server.optimizer.gp.model import (
 from suggestion_server.optimizer.gp.safeguards import (
     SPACE_FILLING_POOL,
     ProposerSettings,
+    StoppedValues,
     space_filling_point,
 )
 from suggestion_server.optimizer.linear_constraints import feasible_rows
@@ -46,6 +47,10 @@ LOCAL_CANDIDATES_PER_POINT = 64
 LOCAL_CENTRES = 5
 # A batch picks from a fixed candidate set without gradient steps: more random candidates.
 BATCH_EXTRA_CANDIDATES = 1024
+# Runs stopped early are modelled no better than this quantile of the full-length values
+# (modelled_values): the median, a run seen to be losing is no better than a typical one. Chosen
+# a priori, not tuned.
+STOPPED_QUANTILE = 0.5
 # Every this many fits, fitting also starts from the prior's mode, not only the last fit.
 _RESTART_EVERY = 8
 _REFIT_ALWAYS_BELOW = 100
@@ -220,7 +225,7 @@ class GaussianProcessProposer:
         xp: np.ndarray,
         failed: np.ndarray,
     ) -> GaussianProcess:
-        raw = modelled_values(complete, self._sign, failed)
+        raw = modelled_values(complete, self._sign, failed, self._settings.stopped_values)
         ok = ~failed & np.isfinite(raw)
         worst = float(raw[ok].max()) if ok.any() else 0.0
         raw = np.where(ok, raw, worst)
@@ -322,26 +327,48 @@ def _stopped(trial: FrozenTrial) -> bool:
 
 
 def modelled_values(
-    trials: Sequence[FrozenTrial], sign: float, failed: np.ndarray | None = None
+    trials: Sequence[FrozenTrial],
+    sign: float,
+    failed: np.ndarray | None = None,
+    stopped: StoppedValues = "ranked",
 ) -> np.ndarray:
     """The values the objective model sees, minimized (``sign`` -1 for a maximized metric).
 
-    A run stopped early is a configuration seen to be losing, not a full-length value: it is
-    modelled at the worse of its own value at the stop and the worst value of a full-length
-    run, so it is never the incumbent and the model steers away from its region without
-    believing its early value. Before any full-length value, stopped runs keep their own
-    values (nothing better is known). Failed trials and NaN stay as they are.
+    A run stopped early is a configuration seen to be losing, not a full-length value, and its
+    value at the stop is on another scale (an early value of a learning curve, a low fidelity):
+    ``ranked`` (the default) models it from its rank among the runs stopped at the same step,
+    the best of them at the median of the full-length values, the worst at the worst, so the
+    model's scale stays the full-length values' and stops carry their ordering; ``worst`` models
+    it at the worse of its own value and the worst full-length value. Either way it is never the
+    incumbent. Before any full-length value, stopped runs keep their own values (nothing better
+    is known). Failed trials and NaN stay as they are.
     """
     raw = np.array([sign * _objective_value(t) for t in trials], dtype=float)
     if not len(raw):
         return raw
-    stopped = np.array([_stopped(t) for t in trials])
+    is_stopped = np.array([_stopped(t) for t in trials])
     ok = np.isfinite(raw) & (np.ones(len(raw), dtype=bool) if failed is None else ~failed)
-    full = ok & ~stopped
-    if full.any():
+    full = ok & ~is_stopped
+    if not full.any():
+        return raw
+    if stopped == "worst":
         floor = float(raw[full].max())
-        raw = np.where(ok & stopped, np.maximum(raw, floor), raw)
-    return raw
+        return np.where(ok & is_stopped, np.maximum(raw, floor), raw)
+    out = raw.copy()
+    steps = np.array([_stop_step(t) for t in trials])
+    for step in np.unique(steps[ok & is_stopped]):
+        group = np.flatnonzero(ok & is_stopped & (steps == step))
+        # Ranks 0..n-1 (best first) as percentiles in (0, 1), then into the worse half.
+        ranks = np.argsort(np.argsort(raw[group], kind="stable"), kind="stable")
+        percentiles = (ranks + 0.5) / len(group)
+        levels = STOPPED_QUANTILE + (1.0 - STOPPED_QUANTILE) * percentiles
+        out[group] = np.quantile(raw[full], levels)
+    return out
+
+
+def _stop_step(trial: FrozenTrial) -> int:
+    """The step a stopped run was stopped at (its last intermediate value's)."""
+    return max(trial.intermediate_values) if trial.intermediate_values else 0
 
 
 def _violation(trial: FrozenTrial, key: str) -> float:

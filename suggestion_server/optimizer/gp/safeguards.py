@@ -28,9 +28,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.spatial import cKDTree
+
+StoppedValues = Literal["ranked", "worst"]
 
 # Space-filling points: the farthest from every known point among this many random ones (a few:
 # many would push them all onto the boundary).
@@ -47,6 +50,8 @@ class ProposerSettings:
     lost_below: float = -math.inf
     # The leave-one-out check needs this many finished points to mean anything.
     lost_min_points: int = 10
+    # How runs stopped early are modelled (proposer.modelled_values).
+    stopped_values: StoppedValues = "ranked"
 
     def explores(self, finished: int, asked: int, loo: float) -> bool:
         """Whether this proposal (``asked`` trials so far) should be space-filling."""

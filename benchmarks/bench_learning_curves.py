@@ -31,8 +31,8 @@ from pathlib import Path
 
 from benchmarks._provenance import current_commit
 from benchmarks._report import REPORT, machine_description, write_section
-from benchmarks.lc_fleet import METHODS, LCRun, run_fleet
-from benchmarks.lc_problems import PROBLEMS
+from benchmarks.lc_fleet import ALL_METHODS, METHODS, LCRun, run_fleet
+from benchmarks.lc_problems import ALL_PROBLEMS, PROBLEMS
 from benchmarks.lc_report import (
     FRACTION_LABELS,
     comparisons,
@@ -53,13 +53,13 @@ PACKAGES = ("optuna", "numpy", "scipy", "scikit-learn")
 
 def budget_of(problem: str, workers: int, full_runs: float) -> float:
     """Instance-seconds of ``full_runs`` full-length runs per worker."""
-    p = PROBLEMS[problem]
+    p = ALL_PROBLEMS[problem]
     return workers * full_runs * p.max_epochs * p.nominal_epoch_seconds
 
 
 def _one(job: tuple[str, str, int, int, float]) -> LCRun:
     problem, method, seed, workers, budget = job
-    return run_fleet(PROBLEMS[problem], method, seed, workers=workers, budget=budget)
+    return run_fleet(ALL_PROBLEMS[problem], method, seed, workers=workers, budget=budget)
 
 
 def run_all(
@@ -148,6 +148,7 @@ def report(
 ) -> str:
     targets, verdicts = targets_table(runs, problems, methods)
     cpu = {m: sum(r.cpu_seconds for r in runs if r.method == m) for m in methods}
+    first = getattr(args, "first_seed", 0)
     lines = [
         "## Learning curves: early stopping on a simulated fleet (issue 21)",
         "",
@@ -161,7 +162,7 @@ def report(
         f"it a run without stopping has finished {args.full_runs / 3:g} full-length runs per "
         "worker, so the target below can be met or missed; curves are read at fractions of it. "
         "Only values after the last epoch count as found. Seeds "
-        f"0-{args.seeds - 1}; all values are minimized.",
+        f"{first}-{first + args.seeds - 1}; all values are minimized.",
         "- Methods: optfleet's engine in-process (`quality_methods.optfleet_suggester`) with no "
         "stopping, the server's ASHA and its median rule (the domain functions the checkpoint "
         "service calls, with the server's defaults: rungs 1, 3, 9, 27, reduction factor 3, "
@@ -169,11 +170,11 @@ def report(
         "(multivariate, constant liar) with no pruner, `HyperbandPruner(min_resource=1, "
         "max_resource=27, reduction_factor=3)` and `MedianPruner()` (defaults).",
         "- Problems (benchmarks/lc_problems.py): "
-        + "; ".join(PROBLEMS[p].title for p in problems)
+        + "; ".join(ALL_PROBLEMS[p].title for p in problems)
         + ". MF-Hartmann after mf-prior-bench (Mallik et al., PriorBand, NeurIPS 2023), its "
         "formula implemented here; epoch e of 27 is fidelity z = 100 e / 27.",
         f"- Wall time of the invocation: {seconds:.0f} s; CPU s per method (sum over runs): "
-        + ", ".join(f"{METHODS[m][0]} {cpu[m]:.0f}" for m in methods),
+        + ", ".join(f"{ALL_METHODS[m][0]} {cpu[m]:.0f}" for m in methods),
         "",
         "Best final value found by the instance-seconds spent (fractions of the budget), "
         "median over seeds (interquartile range); `-` = no full-length run finished yet; "
@@ -198,7 +199,13 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=10, help="how many seeds")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds --first-seed onwards (several invocations of one commit side by side)",
+    )
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--workers", type=int, default=16)
@@ -229,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         args.problems = "mfh3_good,sgd_wine"
     problems = args.problems.split(",")
     methods = args.methods.split(",")
-    unknown = [p for p in problems if p not in PROBLEMS] + [m for m in methods if m not in METHODS]
+    unknown = [p for p in problems if p not in ALL_PROBLEMS]
+    unknown += [m for m in methods if m not in ALL_METHODS]
     if unknown:
         parser.error(f"unknown problems or methods: {', '.join(unknown)}")
     started = time.perf_counter()
@@ -257,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         body = body.replace(
             "- Wall time of the invocation:",
             f"- Runs: {len(runs)} (seeds {', '.join(map(str, seeds))}) read from "
-            f"`{args.report_only}`, written with `--json` by an earlier invocation of commit "
+            f"`{args.report_only}`, written with `--json` by earlier invocations of commit "
             f"{', '.join(commits) or 'not recorded in the file'}; wall time: CPU seconds "
             "summed over its runs:",
         )
@@ -268,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = run_all(
         problems,
         methods,
-        range(args.seeds),
+        range(args.first_seed, args.first_seed + args.seeds),
         workers=args.workers,
         full_runs=args.full_runs,
         jobs=args.jobs,

@@ -21,13 +21,14 @@ study, ``trial.report``/``should_prune`` after each epoch.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import optuna
 
@@ -85,7 +86,20 @@ class _Run:
 class OptfleetMethod(OptfleetOptimizer):
     """The server's engine, and the server's stopping rule (None: no stopping)."""
 
-    def __init__(self, problem: LCProblem, seed: int, rule: str | None) -> None:
+    def __init__(
+        self,
+        problem: LCProblem,
+        seed: int,
+        rule: str | None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        from suggestion_server.optimizer.gp import proposer, safeguards
+
+        # The proposer builds its settings from this name; every run sets it (a development
+        # variant's ``settings`` must not leak into the next run in the same process).
+        proposer.ProposerSettings = functools.partial(  # type: ignore[misc]
+            safeguards.ProposerSettings, **(settings or {})
+        )
         super().__init__(problem, seed)  # type: ignore[arg-type]  # parameters, conditionals
         self._policy = server_policy(rule, problem.max_epochs) if rule else None
         self._runs: dict[int, _Run] = {}
@@ -198,6 +212,24 @@ METHODS: dict[str, tuple[str, MethodFactory]] = {
     ),
 }
 
+# Development only (with lc_problems.DEV_PROBLEMS): the engine's treatment of stopped runs,
+# ``ProposerSettings.stopped_values`` (gp/proposer.py's ``modelled_values``): "ranked", by their
+# rank among the runs stopped at the same step between the median and the worst full-length
+# value, or "worst", at the worse of their own value and the worst full-length value.
+DEV_METHODS: dict[str, tuple[str, MethodFactory]] = {
+    f"optfleet_{rule}_{values}": (
+        f"optfleet + {rule}, stopped runs {values}",
+        functools.partial(
+            lambda p, s, rule, values: OptfleetMethod(p, s, rule, {"stopped_values": values}),
+            rule=rule,
+            values=values,
+        ),
+    )
+    for rule in ("asha", "median")
+    for values in ("ranked", "worst")
+}
+ALL_METHODS = {**METHODS, **DEV_METHODS}
+
 
 # --- the fleet ---------------------------------------------------------------------------------
 
@@ -245,7 +277,7 @@ def run_fleet(
 ) -> LCRun:
     """One run: ``workers`` asynchronous instances until ``budget`` instance-seconds."""
     started = time.process_time()
-    method = METHODS[method_name][1](problem, seed)
+    method = ALL_METHODS[method_name][1](problem, seed)
     rng = random.Random(f"lc-{problem.name}-{seed}")
     result = LCRun(problem.name, method_name, seed, budget)
     end_clock = budget / workers

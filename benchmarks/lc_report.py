@@ -6,8 +6,9 @@ import math
 from collections.abc import Sequence
 
 from benchmarks._report import markdown_table, median, percentile
-from benchmarks.lc_fleet import METHODS, LCRun
-from benchmarks.lc_problems import PROBLEMS
+from benchmarks.lc_fleet import ALL_METHODS as METHODS
+from benchmarks.lc_fleet import LCRun
+from benchmarks.lc_problems import ALL_PROBLEMS as PROBLEMS
 
 FRACTIONS = (1 / 9, 1 / 3, 2 / 3, 1.0)
 FRACTION_LABELS = ("1/9", "1/3", "2/3", "1")

@@ -71,3 +71,21 @@ def test_runs_saved_compressed_are_reported_again_from_one_commit(tmp_path, caps
         f.writelines(json.dumps(line) + "\n" for line in lines)
     assert main([*argv, "--no-write"]) == 2
     assert main([*argv, "--no-write", "--allow-mixed-commits"]) == 0
+
+
+def test_development_problems_and_variants_stay_out_of_the_reported_set() -> None:
+    from benchmarks.lc_fleet import DEV_METHODS, METHODS
+    from benchmarks.lc_problems import DEV_PROBLEMS
+
+    assert DEV_PROBLEMS and not set(DEV_PROBLEMS) & set(PROBLEMS)
+    assert DEV_METHODS and not set(DEV_METHODS) & set(METHODS)
+
+
+def test_a_variants_settings_do_not_leak_into_the_next_run() -> None:
+    from benchmarks.lc_fleet import OptfleetMethod
+    from suggestion_server.optimizer.gp import proposer, safeguards
+
+    OptfleetMethod(MFH3_GOOD, 0, "asha", {"stopped_values": "worst"})
+    assert proposer.ProposerSettings().stopped_values == "worst"
+    OptfleetMethod(MFH3_GOOD, 0, "asha")
+    assert proposer.ProposerSettings() == safeguards.ProposerSettings()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict
 
 from worker_bootstrap import __version__
+from worker_bootstrap.ai_runs import OPEN_RUNS_POLL_S, WAIT_STEP_S, runs_left_open
 from worker_bootstrap.attempt import AttemptRunner
 from worker_bootstrap.config import Settings
 from worker_bootstrap.cost.cap import CostCap, cap_reached
@@ -51,6 +52,7 @@ class Agent:
     creator: SuggestionCreator
     attempt: AttemptRunner
     criteria: CriteriaWatch = field(default_factory=CriteriaWatch)
+    _waited: bool = field(default=False, init=False)  # waiting_for_open_runs logged
 
     def run(self) -> RunSummary:
         """Recover, resume, adopt, then evaluate until a stop condition; apply when_done."""
@@ -90,6 +92,9 @@ class Agent:
         while True:
             experiment = self.experiment.latest(experiment)
             reason = self._stop_reason(experiment)
+            if reason == "budget_reached" and runs_left_open(experiment, self.settings.adopt):
+                experiment = self._wait_for_open_runs()
+                continue
             if reason:
                 return reason
             if self.spot.notice():
@@ -102,6 +107,22 @@ class Agent:
             suggestion = self.creator.create()
             if suggestion is not None:
                 self.attempt.run(suggestion, resumed=False)
+
+    def _wait_for_open_runs(self) -> Json:
+        """At an AI experiment's budget with runs still open (ai_runs.runs_left_open): wait
+        until a scan is due or ``OPEN_RUNS_POLL_S`` passed (a stop request ends the wait), scan
+        if due (it adopts a run whose owner's lease lapsed), and read the experiment again."""
+        if not self._waited:
+            self._waited = True
+            self.log.event("waiting_for_open_runs")
+        clock, scanner = self.scanner.monotonic, self.scanner
+        deadline = clock() + OPEN_RUNS_POLL_S
+        while not self.stop.stop_requested() and not scanner.due() and clock() < deadline:
+            left = min(deadline, scanner.cadence.next_scan) - clock()
+            scanner.sleep(min(max(left, 0.0), WAIT_STEP_S))
+        if not self.stop.stop_requested() and scanner.due():
+            scanner.scan()
+        return self.experiment.fetch()
 
     def _stop_reason(self, experiment: Json) -> str:
         if self.stop.stop_requested():

@@ -24,12 +24,30 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from worker_bootstrap.api_client import ApiClient, ApiError
+from worker_bootstrap.api_client import AmbiguousRequest, ApiClient, ApiError, ApiUnavailable
 
 Json = Dict[str, Any]
 KINDS = ("auto", "core", "ai")
 # GET /aiexperiments/{id} may wait ~31 s for other agents' run reservations (docs/api.md).
 RESERVATION_WAIT_S = 40.0
+
+
+# While waiting for open runs at the budget: the experiment is read again this often (their
+# ends), and a stop request is noticed within WAIT_STEP_S.
+OPEN_RUNS_POLL_S = 5.0
+WAIT_STEP_S = 1.0
+
+
+def runs_left_open(experiment: Json, adopt: bool) -> bool:
+    """At an AI experiment's budget, whether runs are still open: each took its share of the
+    budget when it was created, so if its owner dies no new run replaces it, and only an agent
+    still running can adopt it once its lease lapses (docs/agent.md, "AI experiments"). Agents
+    that adopt (``OPTFLEET_ADOPT``) wait for them; a Core experiment's budget counts
+    observations, so its agents create on while an orphan waits."""
+    if not adopt or not is_ai_experiment(experiment):
+        return False
+    count = (experiment.get("progress") or {}).get("active_run_count")
+    return isinstance(count, int) and not isinstance(count, bool) and count > 0
 
 
 def is_ai_experiment(experiment: Json) -> bool:
@@ -159,6 +177,18 @@ class AiRunsApi(ApiClient):
         if missing:
             raise _refused(experiment_id, f"Missing value for metric {missing[0]!r}")
         return by_name
+
+
+def training_run_of(api: ApiClient, experiment_id: str, suggestion_id: str) -> Optional[str]:
+    """The id of an AI experiment's run for ``suggestion_id`` (``OPTFLEET_RUN_ID``); None for a
+    Core experiment, or when the server could not be asked (the evaluation runs without it;
+    the run's end asks again, with the reporter's retries)."""
+    if not isinstance(api, AiRunsApi) or not api.ai:
+        return None
+    try:
+        return api.run_of(experiment_id, suggestion_id)
+    except (ApiError, ApiUnavailable, AmbiguousRequest):
+        return None
 
 
 def _refused(experiment_id: str, message: Optional[str]) -> ApiError:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict
 
 from worker_bootstrap.adoption import HISTORY_KEY, lease_expiry
+from worker_bootstrap.ai_runs import training_run_of
 from worker_bootstrap.config import Settings
 from worker_bootstrap.cost.attempt_spend import SpendTracker
 from worker_bootstrap.evaluation import Task
@@ -59,6 +60,7 @@ class AttemptRunner:
         self.journal.save(entry)
         self.spend.begin(sid, metadata)
         previous = [p for p in entry.previous_instance_ids.split(",") if p]
+        run_id = training_run_of(self.reporter.api, eid, sid)  # AI experiments only
         task = Task(
             experiment_id=eid,
             suggestion_id=sid,
@@ -68,6 +70,7 @@ class AttemptRunner:
             run_dir=self.journal.run_dir(eid, sid),
             resumed=resumed,
             attempt=entry.attempts + len(previous),
+            run_id=run_id,
         )
         started = self.monotonic()
         outcome = self.supervisor.supervise(task, entry)

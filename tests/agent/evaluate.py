@@ -43,6 +43,7 @@ record(
     resumed=os.environ["OPTFLEET_RESUMED"],
     attempt=os.environ["OPTFLEET_ATTEMPT"],
     instance_id=os.environ.get("OPTFLEET_INSTANCE_ID"),
+    run_id=os.environ.get("OPTFLEET_RUN_ID"),
     token_visible="SIGOPT_API_TOKEN" in os.environ,
     had_checkpoint=had_checkpoint,
 )

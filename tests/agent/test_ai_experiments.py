@@ -4,6 +4,7 @@ instance stamp on both, resume, adoption and exactly-once. Real agents against t
 
 from __future__ import annotations
 
+import io
 import signal
 import sys
 import time
@@ -15,7 +16,10 @@ import pytest
 from tests.agent.helpers import HERE, AgentProcess, Api, emulator, run_fleet
 from tests.agent.test_progress import CONVERGENCE, PLATEAU
 from tests.support.fault_proxy import FaultProxy
+from tests.support.ports import wait_until
 from tests.support.server import RunningServer
+from worker_bootstrap import run
+from worker_bootstrap.evaluation import Context
 
 EVALUATE_PROGRESS = [sys.executable, str(HERE / "evaluate_progress.py")]
 STEPS = ["after_suggestion_create", "during_evaluation", "after_evaluation", "after_report"]
@@ -82,8 +86,11 @@ def test_a_fleet_spends_the_budget_exactly(server: RunningServer, api: Api, work
     runs = assert_exactly_once(api, eid, budget)
     owners = [stamped_by(api, eid, run) for run in runs]
     assert set(owners) <= set(fleet)
-    evaluated = sum(len(agent.evaluations()) for agent in agents)
-    assert evaluated == budget
+    starts = [s for agent in agents for s in agent.evaluations()]
+    assert len(starts) == budget
+    # Each evaluation was told its own run (OPTFLEET_RUN_ID).
+    run_of = {str(r["suggestion"]): str(r["id"]) for r in runs}
+    assert sorted((s["suggestion_id"], s["run_id"]) for s in starts) == sorted(run_of.items())
     for agent in agents:
         assert agent.events("agent_finished")[0]["reason"] == "budget_reached"
 
@@ -173,6 +180,56 @@ def test_an_orphan_run_is_adopted_once(server: RunningServer, api: Api, workdir:
     assert observation["metadata"]["previous_instance_ids"] == dead
 
 
+def test_a_run_whose_owner_dies_at_the_budget_is_still_adopted(
+    server: RunningServer, api: Api, workdir: Path
+) -> None:
+    """The budget is spent while a dead worker's run still holds a fresh lease: the fleet waits
+    for it instead of leaving it open, and once the lease lapses adopts it, so exactly the
+    budget's runs complete."""
+    budget = 3
+    eid = ai_experiment(api, budget, "late-orphan")
+    dead = "i-0ailate00000001"
+    orphan = create_run(api, eid, {"instance_id": dead, "lease_expires_at": time.time() + 3600})
+    sid = str(orphan["suggestion"])
+    fleet = ["i-0ailate00000002", "i-0ailate00000003"]
+    env = {"OPTFLEET_CLAIM_SETTLE": "1.5", "OPTFLEET_ADOPT_INTERVAL": "0.5"}
+    imdses = [emulator(instance) for instance in fleet]
+    agents = [
+        AgentProcess(server.url, server.token, eid, imds.url, workdir / name, env=env).start()
+        for name, imds in zip(fleet, imdses)
+    ]
+    try:
+        # Both spent the rest of the budget and now wait for the orphan's run.
+        wait_until(
+            lambda: all(a.events("waiting_for_open_runs") for a in agents),
+            60,
+            "both agents waiting for the open run",
+        )
+        assert all(a.proc is not None and a.proc.poll() is None for a in agents)
+        assert api.call("GET", f"/aiexperiments/{eid}")["progress"]["remaining_budget"] == 0
+        # Its owner is gone for good: the lease lapses.
+        lapsed = {**api.suggestion(eid, sid)["metadata"], "lease_expires_at": time.time() - 1}
+        api.call("PUT", f"/experiments/{eid}/suggestions/{sid}", json={"metadata": lapsed})
+        for agent in agents:
+            assert agent.wait(60) == 0, agent.output()
+    finally:
+        for agent in agents:
+            agent.kill()
+        for imds in imdses:
+            imds.stop()
+    runs = assert_exactly_once(api, eid, budget)
+    adopted = [e for agent in agents for e in agent.events("suggestion_adopted")]
+    assert [e["suggestion_id"] for e in adopted] == [sid]
+    run = next(r for r in runs if r["id"] == orphan["id"])
+    assert stamped_by(api, eid, run) in fleet
+    starts = [s for agent in agents for s in agent.evaluations()]
+    assert len(starts) == budget
+    # The adopter was told the dead worker's run, not a new one.
+    assert [s["run_id"] for s in starts if s["suggestion_id"] == sid] == [str(orphan["id"])]
+    for agent in agents:
+        assert agent.events("agent_finished")[0]["reason"] == "budget_reached"
+
+
 def test_progress_lines_are_checkpoints_of_the_same_run(
     server: RunningServer, api: Api, workdir: Path
 ) -> None:
@@ -239,3 +296,37 @@ def test_values_the_experiment_does_not_take_and_the_kind_setting(
     reason = observation["metadata"]["failure_reason"]
     assert reason.startswith("server rejected the result: Unknown metric name 'a'"), reason
     assert api.call("GET", f"/experiments/{core}")["progress"]["observation_count"] == 0
+
+
+def test_the_python_api_context_carries_the_run_id(
+    server: RunningServer, api: Api, tmp_path: Path
+) -> None:
+    """``context.run_id`` is the AI experiment's run being evaluated, None for a Core
+    experiment (whose evaluations get no OPTFLEET_RUN_ID)."""
+    eid = ai_experiment(api, 2, "context")
+    core = api.create_experiment(budget=1)
+    seen: dict[str, list[tuple[str, str | None]]] = {eid: [], core: []}
+
+    def evaluate_in(experiment: str) -> Any:
+        def evaluate(assignments: dict[str, Any], context: Context) -> float:
+            seen[experiment].append((context.suggestion_id, context.run_id))
+            return 1.0 if experiment == core else float(assignments["x"])
+
+        return evaluate
+
+    with emulator("i-0airunid0000001") as imds:
+        for experiment in (eid, core):
+            summary = run(
+                evaluate_in(experiment),
+                experiment=experiment,
+                api_url=server.url,
+                token=server.token,
+                state_dir=tmp_path / experiment,
+                imds_endpoint=imds.url,
+                environ={"OPTFLEET_ORPHAN_DETECTION": "lease"},
+                stream=io.StringIO(),
+            )
+            assert summary.stop_reason == "budget_reached"
+    runs = assert_exactly_once(api, eid, 2)
+    assert sorted(seen[eid]) == sorted((str(r["suggestion"]), str(r["id"])) for r in runs)
+    assert [run_id for _, run_id in seen[core]] == [None]

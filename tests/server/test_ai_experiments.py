@@ -650,3 +650,31 @@ def test_loop_answers_reserve_the_remaining_budget(server: RunningServer, projec
     started = time.monotonic()
     assert b.get(more_url, timeout=60).json()["progress"]["remaining_budget"] == 1
     assert time.monotonic() - started < 2
+
+
+def test_a_spent_budget_still_shows_a_dead_owners_run(api: Api, project: Project) -> None:
+    """At a spent budget the run a dead agent left open stays open and counted, and its
+    suggestion is listed to the agents' lapsed-lease scan once the lease lapses (the agent's
+    adoption path, docs/agent.md "AI experiments"); ending it then completes the budget."""
+    eid = str(project.experiment(budget=2, parallel_bandwidth=None)["id"])
+    done = project.run(eid, metadata={"instance_id": "i-live"})
+    project.merged(done["id"], {"state": "completed", "values": {"acc": {"value": 0.5}}})
+    lease = time.time() + 3600
+    left = project.run(eid, metadata={"instance_id": "i-dead", "lease_expires_at": lease})
+    progress = api.ok("GET", f"/v1/aiexperiments/{eid}")["progress"]
+    assert progress["remaining_budget"] == 0 and progress["active_run_count"] == 1
+    lapsed_by = {"state": "open", "lease_expired_by": str(time.time())}
+    listed = api.ok("GET", f"/v1/experiments/{eid}/suggestions", params=lapsed_by)["data"]
+    assert listed == []  # its lease is fresh: not an orphan yet
+    sid = str(left["suggestion"])
+    metadata = {"instance_id": "i-dead", "lease_expires_at": time.time() - 1}
+    api.ok("PUT", f"/v1/experiments/{eid}/suggestions/{sid}", json={"metadata": metadata})
+    lapsed_by["lease_expired_by"] = str(time.time())
+    listed = api.ok("GET", f"/v1/experiments/{eid}/suggestions", params=lapsed_by)["data"]
+    assert [str(s["id"]) for s in listed] == [sid]
+    found = api.ok("POST", f"/v1/experiments/{eid}/training_runs", json={"suggestion": sid})
+    assert found["id"] == left["id"]  # the adopter finds the dead owner's run, not a new one
+    project.merged(left["id"], {"state": "completed", "values": {"acc": {"value": 0.7}}})
+    progress = api.ok("GET", f"/v1/aiexperiments/{eid}")["progress"]
+    assert progress["finished_run_count"] == 2 and progress["active_run_count"] == 0
+    assert len(project.observations(eid)) == 2

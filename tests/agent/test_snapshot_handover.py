@@ -67,6 +67,15 @@ def agent(
     )
 
 
+def snapshot_then_hold(evaluating: AgentProcess, release: Path, step: int) -> None:
+    """Start the agent; its evaluation holds at step 1 until that snapshot is up, then runs on
+    to hold at ``step``: with a long interval, S3 holds step 1 and the disk ``step``."""
+    evaluating.start(EVAL_HOLD_AT=f"1,{step}", EVAL_RELEASE=str(release))
+    wait_until(lambda: uploaded(evaluating, 1), 60, "the first snapshot")
+    Path(f"{release}-1").touch()
+    wait_until(lambda: reached(evaluating, "holding", step), 60, f"the evaluation at {step}")
+
+
 def test_a_spot_interrupted_evaluation_continues_on_the_adopter_from_its_snapshot(
     moto: str,  # noqa: F811
     server: RunningServer,
@@ -80,17 +89,8 @@ def test_a_spot_interrupted_evaluation_continues_on_the_adopter_from_its_snapsho
     env = snapshot_env(moto, bucket, OPTFLEET_CHECKPOINT_INTERVAL="3600")
     identity = InstanceIdentity(instance_id="i-0spotckpt00001", lifecycle="spot")
     with ImdsEmulator(identity=identity) as imds:
-        victim = agent(
-            server,
-            eid,
-            imds,
-            workdir / "victim",
-            {**env, "EVAL_HOLD_AT": "1,6", "EVAL_RELEASE": str(release)},
-        )
-        victim.start()
-        wait_until(lambda: uploaded(victim, 1), 60, "the first snapshot")
-        Path(f"{release}-1").touch()
-        wait_until(lambda: reached(victim, "holding", 6), 60, "the victim at 60 %")
+        victim = agent(server, eid, imds, workdir / "victim", env)
+        snapshot_then_hold(victim, release, 6)
         imds.schedule_spot_action(in_s=120)
         assert victim.wait(60) == 0, victim.output()
     assert [e["step"] for e in victim.events("snapshot_uploaded")] == [1, 6], victim.output()
@@ -210,17 +210,8 @@ def test_an_owner_restarting_keeps_its_newer_local_checkpoint(
     release = workdir / "release"
     env = snapshot_env(moto, bucket, OPTFLEET_CHECKPOINT_INTERVAL="3600")
     with emulator("i-0rebootckpt001") as imds:
-        owner = agent(
-            server,
-            eid,
-            imds,
-            workdir / "owner",
-            {**env, "EVAL_HOLD_AT": "1,5", "EVAL_RELEASE": str(release)},
-        )
-        owner.start()
-        wait_until(lambda: uploaded(owner, 1), 60, "the first snapshot")
-        Path(f"{release}-1").touch()
-        wait_until(lambda: reached(owner, "holding", 5), 60, "the evaluation at step 5")
+        owner = agent(server, eid, imds, workdir / "owner", env)
+        snapshot_then_hold(owner, release, 5)
         owner.kill()  # SIGKILL: the snapshot in S3 is of step 1, the local one of step 5
         assert owner.run(60, EVAL_HOLD_AT="") == 0, owner.output()
     [obs] = api.observations(eid)

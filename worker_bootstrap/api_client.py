@@ -15,6 +15,7 @@ from requests.auth import HTTPBasicAuth
 
 from worker_bootstrap.config import is_loopback_url
 from worker_bootstrap.retry import Backoff
+from worker_bootstrap.token_refresh import TokenRefresher
 
 Json = Dict[str, Any]
 # Our server's answer to ``lease_expired_by`` (suggestion_server/services/lapsed_leases.py).
@@ -84,6 +85,20 @@ def _was_never_sent(exc: requests.RequestException) -> bool:
     return "NewConnectionError" in text or "Failed to establish a new connection" in text
 
 
+def is_token_refusal(response: requests.Response) -> bool:
+    """401, or the wire's 403 for a token it does not accept (a body with ``token_status``);
+    a 403 for a token's scope or a closed run has none and is not about the token's value."""
+    if response.status_code == 401:
+        return True
+    if response.status_code != 403:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "token_status" in body
+
+
 def _message_of(response: requests.Response) -> str:
     try:
         body = response.json()
@@ -106,6 +121,7 @@ class ApiClient:
         backoff: Optional[Backoff] = None,
         user_agent: str = "optfleet-worker-bootstrap",
         ca_bundle: Optional[str] = None,
+        tokens: Optional[TokenRefresher] = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.session = session or requests.Session()
@@ -114,11 +130,13 @@ class ApiClient:
         self._verify: Union[str, bool] = ca_bundle or True
         warn_plaintext_once(self.api_url)
         # Per request, not on the session: the session also talks to IMDS, which must not see it.
-        self._auth = HTTPBasicAuth(token, "")
+        # ``tokens`` re-reads a refused token from its source (token_refresh.py).
+        self.tokens = tokens or TokenRefresher(token)
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self.timeout = timeout
         self.backoff = backoff or Backoff()
         self.calls = 0  # requests actually sent (for the calls-per-evaluation benchmark)
+        self.resent_after_refusal = 0  # requests resent with a re-read token
         self.last_headers: Mapping[str, str] = {}  # of the last successful response
 
     def request(
@@ -139,10 +157,15 @@ class ApiClient:
         url = f"{self.api_url}/v1{path}"
         last = ""
         tries = attempts if attempts is not None else self.backoff.attempts
-        for attempt in range(tries):
-            if attempt:
-                self.backoff.wait(attempt - 1)
+        failed = 0  # attempts that failed in a way worth retrying (bounded by ``tries``)
+        pause = False
+        resent = False  # resent once already after the token was refused
+        while failed < tries:
+            if pause:
+                self.backoff.wait(failed - 1)
+            pause = True
             self.calls += 1
+            token = self.tokens.current()
             try:
                 response = self.session.request(
                     method,
@@ -150,7 +173,7 @@ class ApiClient:
                     params=params,
                     json=body,
                     timeout=self.timeout,
-                    auth=self._auth,
+                    auth=HTTPBasicAuth(token, ""),
                     headers=self._headers,
                     verify=self._verify,
                 )
@@ -160,18 +183,30 @@ class ApiClient:
                 last = f"{type(exc).__name__}: {exc}"
                 if not idempotent and not _was_never_sent(exc):
                     raise AmbiguousRequest(method, path, last) from None
+                failed += 1
                 continue
             status = response.status_code
             self.last_headers = response.headers
             if status == 429:
                 last = "HTTP 429 (rate limited)"
+                failed += 1
                 continue
             if status >= 500:
                 last = f"HTTP {status}: {_message_of(response)}"
                 if not idempotent:
                     raise AmbiguousRequest(method, path, last)
+                failed += 1
                 continue
             if status >= 400:
+                if is_token_refusal(response):
+                    # A refused token was not applied, so even a create is safe to resend.
+                    if resent:
+                        self.tokens.refused_again(f"{method} {path}")
+                    elif self.tokens.renew(token, f"{method} {path}"):
+                        resent = True
+                        pause = False
+                        self.resent_after_refusal += 1
+                        continue
                 raise ApiError(method, path, status, _message_of(response))
             if status == 204 or not response.content:
                 return {}
@@ -181,6 +216,7 @@ class ApiClient:
                 last = f"HTTP {status} with a body that is not JSON"
                 if not idempotent:
                     raise AmbiguousRequest(method, path, last) from None
+                failed += 1
                 continue
             if not isinstance(decoded, dict):
                 raise ApiError(method, path, status, "response body is not a JSON object")

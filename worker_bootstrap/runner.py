@@ -22,6 +22,7 @@ from worker_bootstrap.journal import Journal, state_dir_error
 from worker_bootstrap.logs import EventLog
 from worker_bootstrap.retry import Backoff
 from worker_bootstrap.run_summary import RunSummary
+from worker_bootstrap.token_refresh import TokenRefresher
 from worker_bootstrap.wiring import wire_agent
 
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
@@ -85,6 +86,16 @@ def build_agent(
     log.experiment_id = settings.experiment_id
     token = token_for(settings, identity.region)
     log.redactor.add(token)
+    # A token from Secrets Manager is read again once when the server refuses it (rotation).
+    tokens = TokenRefresher(
+        token,
+        source=(lambda: token_for(settings, identity.region)) if settings.token_secret else None,
+        source_name=(
+            f"the secret {settings.token_secret}" if settings.token_secret else "SIGOPT_API_TOKEN"
+        ),
+        on_new=log.redactor.add,
+        notify=log.event,
+    )
     # The plain client for a Core experiment; runs in place of suggestions for an AI experiment.
     api = AiRunsApi(
         settings.api_url,
@@ -94,6 +105,7 @@ def build_agent(
         backoff=Backoff(attempts=settings.http_attempts),
         ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None,
         kind=settings.experiment_kind,
+        tokens=tokens,
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return wire_agent(

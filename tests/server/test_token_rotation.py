@@ -35,10 +35,10 @@ from suggestion_server.storage.tokens import (
     token_info,
 )
 from tests.server.conftest import BACKENDS
+from tests.support.clock import START, SettableClock
 from tests.support.loopback import LoopbackApp
 
 OPERATOR = f"operator-{uuid.uuid4().hex}"
-START = 1_767_225_600.0
 SPEC = {
     "name": "rotation",
     "parameters": [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}],
@@ -47,22 +47,12 @@ SPEC = {
 }
 
 
-class Clock:
-    """The server's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Served:
     url: str
     db_url: str
     store: Store
-    clock: Clock
+    clock: SettableClock
     experiment: str
 
     def status(self, token: str) -> int:
@@ -83,7 +73,7 @@ def served(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Served]
         db_url = request.getfixturevalue("pg_cluster").create_database()
     else:
         db_url = f"sqlite:///{request.getfixturevalue('tmp_path')}/rotation.db"
-    clock = Clock()
+    clock = SettableClock()
     app = create_app(db_url, bootstrap_token=OPERATOR, clock=clock)
     with LoopbackApp(app) as loopback:
         created = requests.post(

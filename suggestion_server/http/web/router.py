@@ -21,7 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from suggestion_server.http.auth import authenticated_client
+from suggestion_server.http.refusal_log import NO_TOKEN, refuse
+from suggestion_server.http.token_scope import WRONG_SCOPE
 from suggestion_server.http.web import sessions
+from suggestion_server.http.web.health_view import refusals_json
 from suggestion_server.http.web.page_cost import page_cost
 from suggestion_server.http.web.project_page import project_page, utc_text
 from suggestion_server.http.web.queries import (
@@ -36,7 +39,7 @@ from suggestion_server.services.context import ServerContext
 from suggestion_server.services.experiments import list_experiments
 from suggestion_server.services.render import experiment_json
 from suggestion_server.storage.queries import experiment_row_for_client
-from suggestion_server.storage.tokens import token_hash
+from suggestion_server.storage.tokens import Grant, resolve_token, token_hash
 from suggestion_server.wire.errors import ApiError, error_response
 from suggestion_server.wire.paging import page_request
 
@@ -137,8 +140,14 @@ async def signin(request: Request) -> Response:
     token = (form.get("token") or [""])[0].strip()
     if not token or "\x00" in token:
         return _html("signin.html", status=400, message="Enter an API token.")
-    value = await run_in_threadpool(_session_for, _context(request), token)
+    ctx = _context(request)
+    value = await run_in_threadpool(_session_for, ctx, token)
     if value is None:
+        # Logged and counted like the API's refusals; the form says no more than before.
+        found = await run_in_threadpool(resolve_token, ctx.store, token, ctx.clock())
+        # A known token that cannot sign in is an experiment-scoped one.
+        reason = WRONG_SCOPE if isinstance(found, Grant) else found.reason
+        await refuse(ctx, ApiError(403, REFUSED_MESSAGE), reason, found.token_id, "POST", "/signin")
         return _html("signin.html", status=403, message=REFUSED_MESSAGE)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
@@ -195,6 +204,31 @@ async def experiment_list(request: Request) -> Response:
             }
         )
     return _html("experiments.html", experiments=rows, signed_in=_signed_in(request))
+
+
+@router.get("/server/health")
+async def server_health(request: Request) -> Response:
+    """The health view: refused requests per reason (server-wide)."""
+    client_id = await _web_client(request)
+    if client_id is None:
+        return _to_signin()
+    health = await run_in_threadpool(refusals_json, _context(request))
+    return _html("health.html", health=health, signed_in=_signed_in(request))
+
+
+@router.get("/server/health.json")
+async def server_health_json(request: Request) -> Response:
+    """What the health view shows, as JSON (docs/web.md, "Health")."""
+    client_id = await _web_client(request)
+    if client_id is None:
+        missing = ApiError(401, "Sign in (POST /signin) or send an operator token.")
+        ctx = _context(request)
+        await refuse(ctx, missing, NO_TOKEN, None, "GET", "/server/health.json")
+        return _secure_headers(error_response(missing.status, missing.message))
+    health = await run_in_threadpool(refusals_json, _context(request))
+    return _secure_headers(
+        Response(json.dumps(health), media_type="application/json; charset=utf-8")
+    )
 
 
 def _experiment_name(ctx: ServerContext, client_id: int, experiment_id: str) -> dict[str, Any]:

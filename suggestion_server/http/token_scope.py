@@ -77,6 +77,9 @@ SCOPED_ROUTES: dict[tuple[str, str], str] = {
             ("GET", f"{_RUN}/checkpoints"),
             ("POST", f"{_RUN}/checkpoints"),
             ("GET", f"{_RUN}/checkpoints/{{checkpoint_id}}"),
+            # A run's files (SigOpt's log_image): accepted and dropped, so the run's only.
+            ("POST", f"{_RUN}/files"),
+            ("PUT", f"{_RUN}/files/upload"),
         )
     },
 }

@@ -29,7 +29,7 @@ from suggestion_server.services.run_render import (
 from suggestion_server.services.suggestions import create_suggestion
 from suggestion_server.storage.models import Suggestion, TrainingRun
 from suggestion_server.storage.projects import project_exists, project_for_client
-from suggestion_server.storage.queries import experiment_for_client, page_of
+from suggestion_server.storage.queries import Page, experiment_for_client, page_of
 from suggestion_server.storage.runs import (
     client_run,
     experiment_id_of_run,
@@ -37,7 +37,7 @@ from suggestion_server.storage.runs import (
     run_filter_conditions,
     take_run_reservation,
 )
-from suggestion_server.wire.errors import bad_request, not_found
+from suggestion_server.wire.errors import ApiError, bad_request, not_found
 from suggestion_server.wire.jsonbody import short_json
 from suggestion_server.wire.paging import PageRequest
 from suggestion_server.wire.run_filters import RunFilter
@@ -150,6 +150,48 @@ def create_project_run(
         session.flush()
         log.info("run created project=%s training_run=%s", project, run.id)
         return run_json(run)
+
+
+# sigopt.upload_runs sends at most this many runs per request (its max_batch_size default).
+BATCH_MAX_RUNS = 10_000
+
+
+def _batch_bodies(raw_body: Any) -> list[dict[str, Any]]:
+    """The checked run bodies of ``{"runs": [...]}``; a 400 naming ``runs`` or ``runs[i]``."""
+    runs = raw_body.get("runs") if isinstance(raw_body, dict) else None
+    if not isinstance(runs, list) or not runs:
+        raise bad_request(
+            f"Invalid value for runs: {short_json(runs)} - expected a non-empty list of runs"
+        )
+    if len(runs) > BATCH_MAX_RUNS:
+        raise bad_request(f"Invalid value for runs: {len(runs)} runs, at most {BATCH_MAX_RUNS}")
+    unknown = sorted(set(raw_body) - {"runs", "fields"})
+    if unknown:
+        raise bad_request(f"Unknown json key {unknown[0]!r} - expected runs (and fields)")
+    bodies = []
+    for index, run in enumerate(runs):
+        try:
+            bodies.append(create_body(run))
+        except ApiError as exc:
+            raise bad_request(f"runs[{index}]: {exc.message}") from None
+    return bodies
+
+
+def create_project_runs(
+    ctx: ServerContext, client_id: int, project: str, raw_body: Any
+) -> dict[str, Any]:
+    """``sigopt.upload_runs``: every run of ``{"runs": [...]}`` created in the project, in one
+    transaction (a bad one refuses them all, naming it), as a pagination of the runs."""
+    bodies = _batch_bodies(raw_body)
+    with ctx.store.write() as session:
+        project_for_client(session, client_id, project)
+        now = ctx.now()
+        rows = [_new_row(client_id, _new_fields(project, body), now) for body in bodies]
+        session.add_all(rows)
+        session.flush()
+        log.info("runs uploaded project=%s count=%s", project, len(rows))
+        paging: dict[str, str | None] = {"before": None, "after": None}
+        return pagination_json(Page(rows, len(rows), paging), [run_json(r) for r in rows])
 
 
 def fetch_run(ctx: ServerContext, client_id: int, run_id: int) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from sqlalchemy import update
 from suggestion_server.storage.database import Store, make_engine
 from suggestion_server.storage.models import RunReservation
 from tests.server.conftest import Api
+from tests.server.test_runs_official_client import run_script
 from tests.support.server import RunningServer
 
 PARAMETERS = [
@@ -678,3 +680,75 @@ def test_a_spent_budget_still_shows_a_dead_owners_run(api: Api, project: Project
     progress = api.ok("GET", f"/v1/aiexperiments/{eid}")["progress"]
     assert progress["finished_run_count"] == 2 and progress["active_run_count"] == 0
     assert len(project.observations(eid)) == 2
+
+
+UPLOAD_SCRIPT = """
+import json
+import sigopt
+
+sigopt.create_project()
+runs = [
+    {"name": f"hyperopt {n}", "assignments": {"x": n}, "state": "completed",
+     "values": {"loss": {"value": 1.0 / (n + 1)}}}
+    for n in range(3)
+]
+uploaded = sigopt.upload_runs(runs, max_batch_size=2)
+with open("plot.png", "wb") as image:
+    image.write(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(64))
+with sigopt.create_run(name="images") as run:
+    run.log_image("plot.png", name="loss curve")  # accepted, not stored
+    run.log_metric("loss", 0.5)
+print(json.dumps({"uploaded": [r.id for r in uploaded], "images": run.id}))
+"""
+
+
+def test_upload_runs_as_the_official_client_calls_it(
+    server: RunningServer, api: Api, tmp_path: Path
+) -> None:
+    """``sigopt.upload_runs`` (batches of 2 here): every run created in the project, with its
+    fields; a batch with one bad run creates none and names it. ``run.log_image`` does not
+    break the script (the image is accepted and dropped)."""
+    name = f"upload-{uuid.uuid4().hex[:8]}"
+    out = run_script(server, name, tmp_path, UPLOAD_SCRIPT)
+    ids = out["uploaded"]
+    images = api.ok("GET", f"/v1/training_runs/{out['images']}")
+    assert images["state"] == "completed" and images["files"] == []
+    client = str(api.ok("GET", "/v1/tokens/self")["client"])
+    path = f"/v1/clients/{client}/projects/{name}/training_runs"
+    listed = {str(r["id"]): r for r in api.ok("GET", path)["data"] if r["id"] in ids}
+    assert sorted(listed) == sorted(map(str, ids)) and len(ids) == 3
+    for run in listed.values():
+        n = run["assignments"]["x"]
+        assert run["name"] == f"hyperopt {n}" and run["state"] == "completed"
+        assert run["values"]["loss"]["value"] == 1.0 / (n + 1)
+        assert run["experiment"] is None and run["project"] == name
+    bad = {"runs": [{"name": "fine"}, {"assignments": {}}]}
+    answer = api.post(path + "/batch", json=bad)
+    assert answer.status_code == 400 and answer.json()["message"].startswith("runs[1]: ")
+    assert "name" in answer.json()["message"]
+    for body, words in (({"runs": []}, "runs"), ({"runs": {}}, "runs"), ({}, "runs")):
+        answer = api.post(path + "/batch", json=body)
+        assert answer.status_code == 400 and words in answer.json()["message"], answer.text
+    assert len(api.ok("GET", path)["data"]) == 4  # nothing of the refused batches
+
+
+def test_log_image_refusals(api: Api, project: Project) -> None:
+    """A bad image description is a 400 naming the key; another client's or an unknown run 404;
+    the upload URL is on this server and takes the bytes (dropped)."""
+    run = api.ok("POST", project.path + "/training_runs", json={"name": "r"})
+    files = f"/v1/training_runs/{run['id']}/files"
+    good = {"content_length": 3, "content_md5": "x", "content_type": "image/png", "filename": "a"}
+    for body, word in (
+        ({**good, "content_length": "3"}, "content_length"),
+        ({k: v for k, v in good.items() if k != "filename"}, "filename"),
+        ({**good, "colour": 1}, "colour"),
+        ([good], "object"),
+    ):
+        answer = api.post(files, json=body)
+        assert answer.status_code == 400 and word in answer.json()["message"], answer.text
+    assert api.post("/v1/training_runs/999999999/files", json=good).status_code == 404
+    upload = api.ok("POST", files, json={**good, "name": None})["upload"]
+    assert upload["method"] == "PUT" and upload["url"].endswith(files + "/upload")
+    sent = requests.put(upload["url"], headers=upload["headers"], data=b"abc", timeout=30)
+    assert sent.status_code == 204
+    assert requests.put(upload["url"], data=b"abc", timeout=30).status_code == 401

@@ -30,6 +30,7 @@ from suggestion_server.http.routes.common import (
     query_bool,
     render,
 )
+from suggestion_server.services import run_files
 from suggestion_server.services import runs as service
 from suggestion_server.wire.run_filters import parse_run_filters
 from suggestion_server.wire.schemas import EmptyOut, PaginationOut
@@ -79,6 +80,25 @@ def create_project_run(
     """A run outside any experiment (`name` required)."""
     own_client(client, client_id)
     return render(request, service.create_project_run(ctx, client_id, project, body), fields)
+
+
+@router.post(PROJECT_RUNS + "/batch", responses=ok(PaginationOut[TrainingRunOut]))
+def create_project_runs(
+    request: Request,
+    ctx: Ctx,
+    client_id: ClientId,
+    client: ClientPath,
+    project: ProjectPath,
+    body: JsonBody,
+    fields: Fields = None,
+) -> Response:
+    """`sigopt.upload_runs`: `{"runs": [run, ...]}` (each as for one run; at most 10,000) all
+    created in one transaction, or none and a 400 naming the bad one."""
+    own_client(client, client_id)
+    result = service.create_project_runs(ctx, client_id, project, body)
+    # The client sends its fields="id" in the body.
+    asked = body.get("fields") if isinstance(body, dict) else None
+    return render(request, result, fields or (asked if isinstance(asked, str) else None))
 
 
 @router.get(PROJECT_RUNS, responses=ok(PaginationOut[TrainingRunOut]))
@@ -153,3 +173,26 @@ def archive_run(request: Request, ctx: Ctx, client_id: ClientId, run_id: IdPath)
     """Archive (soft delete); `PUT {"deleted": false}` restores it."""
     service.delete_run(ctx, client_id, path_id(run_id))
     return render(request, {})
+
+
+@router.post(ONE + "/files")
+def create_run_file(
+    request: Request, ctx: Ctx, client_id: ClientId, run_id: IdPath, body: JsonBody
+) -> Response:
+    """`run.log_image`: the image's description (content_length, content_md5, content_type,
+    filename, name) answered with an upload URL on this server; the image is not stored."""
+    rid = path_id(run_id)
+    url = str(request.url_for("drop_run_file", run_id=str(rid)))
+    auth = request.headers.get("authorization", "")
+    return render(request, run_files.accept_run_file(ctx, client_id, rid, body, url, auth))
+
+
+@router.put(ONE + "/files/upload", include_in_schema=False)
+async def drop_run_file(
+    request: Request, ctx: Ctx, client_id: ClientId, run_id: IdPath
+) -> Response:
+    """Where `log_image` sends the bytes: read and dropped (optfleet stores no files)."""
+    await run_in_threadpool(run_files.check_upload_target, ctx, client_id, path_id(run_id))
+    async for _ in request.stream():
+        pass
+    return Response(status_code=204)

@@ -27,6 +27,7 @@ from suggestion_server.http.routes import (
     runs,
     stopping_criteria,
     suggestions,
+    tokens,
     training_runs,
 )
 from suggestion_server.http.routes.common import reject_nul_in_query
@@ -198,6 +199,7 @@ def create_app(
         projects,
         ai_experiments,
         runs,
+        tokens,
     ):
         app.include_router(module.router)
     app.include_router(web_router)

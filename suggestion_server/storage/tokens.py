@@ -230,19 +230,23 @@ def _retire(session: Session, hashed: str, token_id: int, reason: str, now: int)
 
 
 def rotate_token(
-    store: Store, token_id: int, grace_s: int = DEFAULT_GRACE_S, now: float | None = None
+    store: Store,
+    token_id: int,
+    grace_s: int = DEFAULT_GRACE_S,
+    now: float | None = None,
+    client_id: int | None = None,
 ) -> tuple[str, TokenInfo] | None:
     """Give the token a new value and return it (shown only once) with the token as it is now,
-    or None when there is no such token. Name, scope and client stay; the value it replaces is
-    accepted ``grace_s`` seconds more (from ``now``, default the current time); a value
-    replaced before that is refused from now on."""
+    or None when there is no such token (of ``client_id``, when given). Name, scope and client
+    stay; the value it replaces is accepted ``grace_s`` seconds more (from ``now``, default the
+    current time); a value replaced before that is refused from now on."""
     if grace_s < 0:
         raise ValueError(f"grace_s: expected seconds >= 0, got {grace_s}")
     at = int(time.time() if now is None else now)
     token = secrets.token_urlsafe(32)
     with store.write() as session:
         row = session.scalars(select(Token).where(Token.id == token_id).with_for_update()).first()
-        if row is None:
+        if row is None or (client_id is not None and row.client_id != client_id):
             return None
         if row.previous_hash is not None:
             _retire(session, row.previous_hash, token_id, ROTATED_OUT, at)

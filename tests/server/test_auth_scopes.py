@@ -24,7 +24,13 @@ import requests
 from optfleet.cli import main as cli_main
 from suggestion_server.app import create_app
 from suggestion_server.storage.database import Store, make_engine
-from suggestion_server.storage.tokens import create_token, list_tokens, revoke_token
+from suggestion_server.storage.tokens import (
+    Grant,
+    create_token,
+    list_tokens,
+    resolve_token,
+    revoke_token,
+)
 from tests.server.conftest import Api
 from tests.support.server import RunningServer
 
@@ -172,6 +178,12 @@ def world(server: RunningServer, api: Api, other_api: Api) -> Iterator[World]:
     store = Store(make_engine(server.db_url, pool_size=1))
     try:
         token = create_token(store, "instance", int(mine.values["experiment_id"]))
+        # A token of each target's experiment for the token routes (rotating it harms nobody).
+        for target in (mine, same_client, other_client):
+            spare = create_token(store, "spare", int(target.values["experiment_id"]))
+            found = resolve_token(store, spare)
+            assert isinstance(found, Grant)
+            target.values["token_id"] = str(found.token_id)
     finally:
         store.dispose()
     yield World(api, token_api(server, token), token, mine, same_client, other_client, missing)

@@ -209,3 +209,46 @@ def test_token_cli_rotate(served: Served, capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         cli_main(["token", "rotate", *db, str(token_id), "--grace", "-5"])
     assert "--grace: expected whole seconds >= 0" in capsys.readouterr().err
+
+
+def test_operator_route_rotates_a_token_of_its_client(served: Served) -> None:
+    old, token_id = scoped_token(served)
+    url = f"{served.url}/v1/tokens/{token_id}/rotate"
+    answer = requests.post(url, json={"grace_seconds": 120}, auth=(OPERATOR, ""), timeout=30)
+    assert answer.status_code == 200, answer.text
+    rotated = answer.json()
+    assert rotated["object"] == "token_rotation" and rotated["id"] == str(token_id)
+    assert rotated["experiment"] == served.experiment
+    assert rotated["previous_accepted_until"] == rotated["rotated"] + 120 == START + 120
+    assert served.status(rotated["token"]) == 200 and served.status(old) == 200
+    served.clock.now = START + 120
+    assert served.status(old) == 403
+    # No body: the default grace.
+    again = requests.post(url, auth=(OPERATOR, ""), timeout=30).json()
+    assert again["previous_accepted_until"] - again["rotated"] == 3600
+    # A scoped token may not rotate, not even itself.
+    refused = requests.post(url, json={}, auth=(again["token"], ""), timeout=30)
+    assert refused.status_code == 403 and "scoped to experiment" in refused.text
+
+
+def test_operator_route_refuses_bad_input_and_other_clients_tokens(served: Served) -> None:
+    _token, token_id = scoped_token(served)
+    other = create_token(served.store, "another client")
+    other_id = resolve_token(served.store, other)
+    assert isinstance(other_id, Grant)
+    base = f"{served.url}/v1/tokens"
+    for path, body, status, words in (
+        (f"{token_id}/rotate", {"grace_seconds": -1}, 400, "grace_seconds"),
+        (f"{token_id}/rotate", {"grace_seconds": "60"}, 400, "grace_seconds"),
+        (f"{token_id}/rotate", {"grace_seconds": 10**9}, 400, "grace_seconds"),
+        (f"{token_id}/rotate", {"grace": 60}, 400, "'grace'"),
+        (f"{token_id}/rotate", [60], 400, "the request body"),
+        (f"{other_id.token_id}/rotate", {}, 404, "no such token"),
+        ("987654321/rotate", {}, 404, "no such token"),
+        ("self/rotate", {}, 404, ""),
+    ):
+        answer = requests.post(f"{base}/{path}", json=body, auth=(OPERATOR, ""), timeout=30)
+        assert answer.status_code == status, (path, body, answer.text)
+        assert words in answer.text, answer.text
+    # The other client's token still works with its value.
+    assert requests.get(f"{served.url}/v1/tokens/self", auth=(other, ""), timeout=30).ok

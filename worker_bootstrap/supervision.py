@@ -129,7 +129,6 @@ class EvaluationSupervisor:
                     return self._leave_open(
                         running, task, uploads, "spot_interruption", record_interrupt=True
                     )
-            uploads.poll()
             decision = forwarding.poll()
             if decision is not None:
                 return self._stop_early(running, task, forwarding, decision)
@@ -138,6 +137,8 @@ class EvaluationSupervisor:
                 if not self.lease.renew(entry):
                     self._drop_lost(running, task)
                     return None
+            # After the lease check: an owner back from a stall learns it lost the suggestion first.
+            uploads.poll()
             if now >= deadline:
                 self._finish(running)
                 self.log.event(

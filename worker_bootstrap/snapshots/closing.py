@@ -1,6 +1,6 @@
-"""Snapshots deleted once a suggestion's observation was accepted: the reporter, plus a closed
-manifest and the versions removed (a failure is logged; the bucket's lifecycle rule and
-``cdk destroy`` remove what stays)."""
+"""Snapshots deleted once a suggestion's observation was accepted: the reporter, plus the
+manifest and the versions removed (a failure is logged; the bucket's lifecycle rule removes
+what stays)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from worker_bootstrap.snapshots.store import SnapshotError, SnapshotStore
 
 @dataclass(eq=False)
 class SnapshotClosingReporter(ObservationReporter):
-    """An :class:`ObservationReporter` that closes the suggestion's snapshots after it."""
+    """An :class:`ObservationReporter` that deletes the suggestion's snapshots after it."""
 
     snapshots: Optional[SnapshotStore] = None
 

@@ -1,6 +1,5 @@
 """The manifest: the one small object naming a suggestion's latest complete snapshot. It is
-written only after every file of its version is in S3, so a reader never sees half a snapshot;
-``closed`` marks a suggestion whose observation landed (no snapshot may be published again)."""
+written only after every file of its version is in S3, so a reader never sees half a snapshot."""
 
 from __future__ import annotations
 
@@ -37,7 +36,6 @@ class Manifest:
     saved_at: float  # when the evaluation marked the checkpoint complete (unix seconds)
     uploaded_at: float
     files: List[SnapshotFile] = field(default_factory=list)
-    closed: bool = False
 
     @property
     def total_bytes(self) -> int:
@@ -45,12 +43,6 @@ class Manifest:
 
     def to_json(self) -> bytes:
         return json.dumps({"format": FORMAT, **asdict(self)}, sort_keys=True).encode()
-
-
-def closed_manifest(now: float) -> Manifest:
-    """The tombstone written once the suggestion's observation was accepted."""
-    return Manifest("", "", generation=2**62, attempt=0, step=None, saved_at=now, uploaded_at=now,
-                    closed=True)  # fmt: skip
 
 
 def manifest_from_json(data: bytes) -> Manifest:
@@ -75,7 +67,6 @@ def manifest_from_json(data: bytes) -> Manifest:
         saved_at=_seconds(raw, "saved_at"),
         uploaded_at=_seconds(raw, "uploaded_at"),
         files=[_file(item, n) for n, item in enumerate(files)],
-        closed=raw.get("closed") is True,
     )
 
 

@@ -46,7 +46,7 @@ class SnapshotRestorer:
         except SnapshotError as exc:
             self.log.event("snapshot_restore_failed", sid, error=str(exc))
             return {}
-        if manifest is None or manifest.closed:
+        if manifest is None:
             return {}
         local = read_mark(task.checkpoint_saved_file)
         if local is not None and local.saved_at >= manifest.saved_at and _has_files(task):

@@ -6,7 +6,8 @@ boto3's transfer manager for large files), then writes the manifest naming it, t
 publisher's own older versions. A failure before the manifest leaves the previous manifest, and
 the snapshot it names, untouched. An owner never deletes another owner's versions, so an
 overlapping upload by an instance that lost the suggestion cannot break the new owner's snapshot;
-and a manifest of a later owner (higher ``generation``) or a closed suggestion is never replaced.
+and a manifest of a later owner (higher ``generation``) is never replaced. Once the observation
+landed everything under the suggestion's prefix is deleted, manifest first.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from worker_bootstrap.snapshots.manifest import (
     BadManifest,
     Manifest,
     SnapshotFile,
-    closed_manifest,
     manifest_from_json,
 )
 
@@ -38,7 +38,7 @@ class SnapshotError(Exception):
 
 
 class Superseded(SnapshotError):
-    """A later owner published, or the suggestion is closed: this snapshot is not wanted."""
+    """A later owner published: this snapshot is not wanted."""
 
 
 class Cancelled(SnapshotError):
@@ -87,7 +87,7 @@ class SnapshotStore:
         return self.location.suggestion_prefix(self.experiment_id, suggestion_id)
 
     def latest(self, suggestion_id: str) -> Optional[Manifest]:
-        """The manifest (possibly ``closed``), or None when nothing was published."""
+        """The manifest, or None when nothing was published."""
         key = self._base(suggestion_id) + MANIFEST_NAME
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
@@ -110,7 +110,7 @@ class SnapshotStore:
     ) -> Manifest:
         """Upload ``manifest.files`` from ``source`` as a new version, then name it in the
         manifest; returns the manifest written. :class:`Superseded` when a later owner published
-        or the suggestion closed meanwhile (the new version is deleted again)."""
+        meanwhile (the new version is deleted again)."""
         base = self._base(suggestion_id)
         version = f"{int(self.clock() * 1000):013d}-{secrets.token_hex(4)}"
         mine = f"{base}versions/{key_segment(manifest.instance_id)}/"
@@ -126,10 +126,9 @@ class SnapshotStore:
             if cancelled():
                 raise Cancelled(f"upload of {suggestion_id}'s snapshot given up")
             current = self.latest(suggestion_id)
-            if current is not None and (current.closed or current.generation > manifest.generation):
+            if current is not None and current.generation > manifest.generation:
                 raise Superseded(
-                    f"suggestion {suggestion_id}'s snapshots are "
-                    + ("closed" if current.closed else f"{current.instance_id}'s now")
+                    f"suggestion {suggestion_id}'s snapshots are {current.instance_id}'s now"
                 )
             manifest = replace(manifest, uploaded_at=self.clock())
             self.client.put_object(
@@ -179,17 +178,12 @@ class SnapshotStore:
         return manifest.total_bytes
 
     def close(self, suggestion_id: str) -> int:
-        """The observation landed: a closed manifest first (no one publishes again), then every
-        version deleted; the number of objects deleted."""
+        """The observation landed: the manifest first (nobody restores a version being deleted),
+        then every version; the number of objects deleted."""
         base = self._base(suggestion_id)
         try:
-            self.client.put_object(
-                Bucket=self.bucket,
-                Key=base + MANIFEST_NAME,
-                Body=closed_manifest(self.clock()).to_json(),
-                ContentType="application/json",
-            )
-            return self._delete(base + "versions/")
+            self.client.delete_object(Bucket=self.bucket, Key=base + MANIFEST_NAME)
+            return 1 + self._delete(base)
         except Exception as exc:
             raise SnapshotError(f"deleting s3://{self.bucket}/{base}: {_describe(exc)}") from None
 

@@ -36,7 +36,11 @@ def _client(service: str, region: Optional[str]) -> Any:
 def secret_token(secret_id: str, region: Optional[str]) -> str:
     """The API token stored in Secrets Manager (plain string, or JSON with a ``token`` key)."""
     try:
-        response = _client("secretsmanager", region).get_secret_value(SecretId=secret_id)
+        # AWSCURRENT explicitly, what a finished rotation made current: moto's server answered a
+        # request without a stage with the value from before the rotation's stage move.
+        response = _client("secretsmanager", region).get_secret_value(
+            SecretId=secret_id, VersionStage="AWSCURRENT"
+        )
     except AwsError:
         raise
     except Exception as exc:

@@ -103,9 +103,10 @@ class Events:
         return [name for name, _ in self.seen]
 
 
-def client_for(served: Served, secret: Secret | None, token: str) -> tuple[ApiClient, Events]:
+def client_for(served: Served, secret: str | None, token: str) -> tuple[ApiClient, Events]:
+    """A client holding ``token`` that re-reads it from the secret named ``secret``."""
     events = Events()
-    source = None if secret is None else (lambda: aws.secret_token(secret.name, test_aws.REGION))
+    source = None if secret is None else (lambda: aws.secret_token(secret, test_aws.REGION))
     tokens = TokenRefresher(token, source, "the secret", notify=events)
     return ApiClient(served.url, token, backoff=Backoff(2), tokens=tokens), events
 
@@ -126,7 +127,7 @@ def agent_for(served: Served, secret: Secret | None) -> Agent:
     old, token_id = served.scoped_token(eid)
     if secret is not None:
         secret.put(old)
-    client, events = client_for(served, secret, old)
+    client, events = client_for(served, None if secret is None else secret.name, old)
     return Agent(eid, old, token_id, client, events)
 
 

@@ -40,8 +40,11 @@ class AssetLocation:
     asset_hash: str
 
 
-def agent_settings(settings: FleetSettings, *, region: str) -> dict[str, str]:
-    """Return the KEY=VALUE pairs passed to `worker-bootstrap install --set` (contracts.md)."""
+def agent_settings(
+    settings: FleetSettings, *, region: str, checkpoint_s3: Optional[str] = None
+) -> dict[str, str]:
+    """Return the KEY=VALUE pairs passed to `worker-bootstrap install --set` (contracts.md);
+    ``checkpoint_s3``: the experiment's checkpoint location (``s3://bucket/prefix``)."""
     pairs: dict[str, str] = {
         "OPTFLEET_EXPERIMENT_ID": settings.experiment_id,
         "OPTFLEET_WHEN_DONE": settings.when_done,
@@ -64,6 +67,8 @@ def agent_settings(settings: FleetSettings, *, region: str) -> dict[str, str]:
         pairs["OPTFLEET_MAX_EVALUATIONS"] = str(settings.max_evaluations)
     if settings.max_cost_usd is not None:
         pairs["OPTFLEET_MAX_COST_USD"] = f"{settings.max_cost_usd:g}"
+    if checkpoint_s3 is not None:
+        pairs["OPTFLEET_CHECKPOINT_S3"] = checkpoint_s3
     return pairs
 
 

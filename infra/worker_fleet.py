@@ -23,6 +23,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.assets import AgentWheelhouse, WorkloadAsset
+from infra.checkpoint_storage import CheckpointStorage
 from infra.nag import acknowledge
 from infra.settings import FleetSettings
 from infra.user_data import agent_settings, render_user_data
@@ -70,7 +71,7 @@ class WorkerFleet(Construct):
     """One experiment's worker fleet.
 
     Attributes others may need: ``security_group``, ``role``, ``log_group``, ``launch_template``,
-    ``auto_scaling_group``.
+    ``auto_scaling_group``, ``checkpoints`` (the checkpoint bucket).
     """
 
     def __init__(
@@ -99,10 +100,17 @@ class WorkerFleet(Construct):
         wheelhouse.grant_read_object(self.role)
         if workload is not None:
             workload.grant_read_object(self.role)
+        # Snapshots of the evaluations' checkpoints, so an adopter continues where they stopped.
+        self.checkpoints = CheckpointStorage(
+            self, "Checkpoints", experiment_id=settings.experiment_id
+        )
+        self.checkpoints.grant_read_write(self.role)
 
         script = render_user_data(
             experiment_id=settings.experiment_id,
-            agent_pairs=agent_settings(settings, region=Aws.REGION),
+            agent_pairs=agent_settings(
+                settings, region=Aws.REGION, checkpoint_s3=self.checkpoints.location
+            ),
             wheelhouse=wheelhouse.location,
             workload=workload.location if workload is not None else None,
             region=Aws.REGION,

@@ -102,7 +102,7 @@ async def authorized_client(
         token = token_from_header(request.headers.get("authorization"))
     except ApiError as missing:
         if missing.status == 401:
-            raise await refuse(ctx, missing, NO_TOKEN, None, request.method, route) from None
+            raise refuse(request.app, missing, NO_TOKEN, None, request.method, route) from None
         raise
     cache: TokenCache = request.app.state.token_cache
     now = ctx.clock()
@@ -115,7 +115,7 @@ async def authorized_client(
                 f"This endpoint requires a valid API token. Please provide an API token {HOW}",
                 token_status="revoked",  # noqa: S106 (a status, not a secret)
             )
-            raise await refuse(ctx, invalid, found.reason, found.token_id, request.method, route)
+            raise refuse(request.app, invalid, found.reason, found.token_id, request.method, route)
         grant = found
         cache.put(token, grant, now)
     try:
@@ -123,6 +123,8 @@ async def authorized_client(
     except ApiError as error:
         if error.status != 403:
             raise
-        raise await refuse(ctx, error, WRONG_SCOPE, grant.token_id, request.method, route) from None
+        raise refuse(
+            request.app, error, WRONG_SCOPE, grant.token_id, request.method, route
+        ) from None
     request.state.grant = grant
     return grant.client_id

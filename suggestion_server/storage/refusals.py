@@ -3,9 +3,10 @@ server process adds to the same figures the page's health view shows."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 
 from suggestion_server.storage.database import Store
@@ -21,27 +22,33 @@ class RefusalCount:
     last: int
 
 
-def _add(store: Store, reason: str, now: int) -> bool:
-    """One more refusal for an existing reason's row; False when there is no row yet."""
+def _add(store: Store, reason: str, count: int, last: int) -> bool:
+    """``count`` more refusals for an existing reason's row; False when there is no row yet."""
     with store.write_statement() as connection:
         result = connection.execute(
             update(AuthRefusal)
             .where(AuthRefusal.reason == reason)
-            .values(count=AuthRefusal.count + 1, last=now)
+            .values(
+                count=AuthRefusal.count + count,
+                # The later of the two (SQLite's max and PostgreSQL's greatest, portably).
+                last=case((AuthRefusal.last > last, AuthRefusal.last), else_=last),
+            )
         )
     return bool(result.rowcount)
 
 
-def count_refusal(store: Store, reason: str, now: int) -> None:
-    """Add one refusal for ``reason`` (an atomic increment, safe across processes)."""
-    if _add(store, reason, now):
-        return
-    try:
-        with store.write() as session:
-            session.add(AuthRefusal(reason=reason, count=1, last=now))
-    except IntegrityError:
-        # Another process made the row at the same moment: increment it instead.
-        _add(store, reason, now)
+def add_refusals(store: Store, counts: Mapping[str, int], last: Mapping[str, int]) -> None:
+    """Add ``counts[reason]`` refusals per reason, the latest at ``last[reason]`` (atomic
+    increments, safe across processes)."""
+    for reason, count in sorted(counts.items()):
+        if _add(store, reason, count, last[reason]):
+            continue
+        try:
+            with store.write() as session:
+                session.add(AuthRefusal(reason=reason, count=count, last=last[reason]))
+        except IntegrityError:
+            # Another process made the row at the same moment: add to it instead.
+            _add(store, reason, count, last[reason])
 
 
 def refusal_counts(store: Store) -> list[RefusalCount]:

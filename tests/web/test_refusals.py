@@ -19,6 +19,7 @@ from suggestion_server.storage.tokens import (
     revoke_token,
     rotate_token,
 )
+from tests.support.ports import wait_until
 from tests.support.server import RunningServer
 
 OPERATOR = f"health-{uuid.uuid4().hex}"
@@ -40,6 +41,13 @@ def _token_id(store: Store, token: str) -> int:
     found = resolve_token(store, token)
     assert isinstance(found, Grant) and found.token_id is not None
     return found.token_id
+
+
+def health_of(server: RunningServer) -> dict[str, Any]:
+    """What the health view shows, from its JSON endpoint."""
+    answer = requests.get(f"{server.url}/server/health.json", auth=(OPERATOR, ""), timeout=30)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +80,14 @@ def refused() -> Iterator[RunningServer]:
         assert [a.status_code for a in answers] == [401] + [403] * 7
         # Unknown, revoked and rotated-out values get one and the same answer.
         assert len({a.content for a in answers[1:5]}) == 1
+        # The server writes its counts within a second.
+        total = sum(EXPECTED.values())
+        wait_until(lambda: health_of(server)["total"] >= total, 30, "the refusal counts")
         yield server
 
 
 def test_health_json_counts_refusals_per_reason(refused: RunningServer) -> None:
-    response = requests.get(f"{refused.url}/server/health.json", auth=(OPERATOR, ""), timeout=30)
-    assert response.status_code == 200
-    health = response.json()
+    health = health_of(refused)
     assert {row["reason"]: row["count"] for row in health["refusals"]} == EXPECTED
     assert health["total"] == sum(EXPECTED.values())
     assert all(row["last"] for row in health["refusals"])

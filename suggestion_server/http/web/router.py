@@ -147,7 +147,9 @@ async def signin(request: Request) -> Response:
         found = await run_in_threadpool(resolve_token, ctx.store, token, ctx.clock())
         # A known token that cannot sign in is an experiment-scoped one.
         reason = WRONG_SCOPE if isinstance(found, Grant) else found.reason
-        await refuse(ctx, ApiError(403, REFUSED_MESSAGE), reason, found.token_id, "POST", "/signin")
+        refuse(
+            request.app, ApiError(403, REFUSED_MESSAGE), reason, found.token_id, "POST", "/signin"
+        )
         return _html("signin.html", status=403, message=REFUSED_MESSAGE)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
@@ -222,8 +224,7 @@ async def server_health_json(request: Request) -> Response:
     client_id = await _web_client(request)
     if client_id is None:
         missing = ApiError(401, "Sign in (POST /signin) or send an operator token.")
-        ctx = _context(request)
-        await refuse(ctx, missing, NO_TOKEN, None, "GET", "/server/health.json")
+        refuse(request.app, missing, NO_TOKEN, None, "GET", "/server/health.json")
         return _secure_headers(error_response(missing.status, missing.message))
     health = await run_in_threadpool(refusals_json, _context(request))
     return _secure_headers(

@@ -1,9 +1,11 @@
-"""The three writes a fleet makes most, answered without FastAPI's router and dependency solver.
+"""The writes a fleet makes most, answered without FastAPI's router and dependency solver.
 
 Every worker asks for suggestions, renews its lease (PUT a suggestion's metadata) and reports
-observations. Profiled, FastAPI's route matching and dependency resolution cost ≈ 1.2 ms of CPU
-per request, more than the database work of any of these writes (a suggestion is usually a
-pooled entry taken in one short write), and one process's CPU is what caps writes per second.
+observations; one that reports progress also creates its suggestion's training run and posts a
+checkpoint per step, several per observation (issue 21's load target). Profiled, FastAPI's
+route matching and dependency resolution cost ≈ 1.2 ms of CPU per request, more than the
+database work of any of these writes (a suggestion is usually a pooled entry taken in one short
+write), and one process's CPU is what caps writes per second.
 This plain ASGI layer matches those paths with a regex each and calls the same functions the
 routes call (NUL check, auth, strict JSON body, schema validation, service, render), in the
 same order, so the responses are the same; every other request goes on to the FastAPI app.
@@ -22,10 +24,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from suggestion_server.http import checkpoint_batches
 from suggestion_server.http.auth import authorized_client
 from suggestion_server.http.routes.common import path_id, reject_nul_in_query, render
 from suggestion_server.services import observations as observation_service
 from suggestion_server.services import suggestions as suggestion_service
+from suggestion_server.services import training_runs as training_run_service
+from suggestion_server.services.checkpoints import CheckpointPost
 from suggestion_server.services.context import ServerContext
 from suggestion_server.wire.errors import ApiError, database_error_response, error_response
 from suggestion_server.wire.jsonbody import json_body
@@ -35,6 +40,7 @@ from suggestion_server.wire.schemas import (
     SuggestionUpdate,
     validate_body,
 )
+from suggestion_server.wire.training_runs import CheckpointCreate, TrainingRunCreate
 
 # (client id, path ids, parsed JSON body) -> the response payload; runs in the thread pool.
 Write = Callable[[ServerContext, int, tuple[str, ...], Any], dict[str, Any]]
@@ -63,6 +69,40 @@ def _create_suggestion(
     return suggestion_service.create_suggestion(ctx, client, path_id(ids[0]), spec)
 
 
+def _create_training_run(
+    ctx: ServerContext, client: int, ids: tuple[str, ...], body: Any
+) -> dict[str, Any]:
+    spec = validate_body(TrainingRunCreate, body)
+    return training_run_service.create_training_run(ctx, client, path_id(ids[0]), spec)
+
+
+def _experiment_run_checkpoint(client: int, ids: tuple[str, ...], body: Any) -> CheckpointPost:
+    spec = validate_body(CheckpointCreate, body)
+    return CheckpointPost(client, path_id(ids[1]), spec, path_id(ids[0]))
+
+
+def _run_checkpoint(client: int, ids: tuple[str, ...], body: Any) -> CheckpointPost:
+    spec = validate_body(CheckpointCreate, body)
+    return CheckpointPost(client, path_id(ids[0]), spec)
+
+
+# A checkpoint post goes to the group-committing writer (checkpoint_batches.py), not the pool.
+PostOf = Callable[[int, tuple[str, ...], Any], CheckpointPost]
+CHECKPOINT_POSTS: dict[str, PostOf] = {
+    "/v1/experiments/{experiment_id}/training_runs/{run_id}/checkpoints": (
+        _experiment_run_checkpoint
+    ),
+    "/v1/training_runs/{run_id}/checkpoints": _run_checkpoint,
+}
+
+
+def _checkpoint_post(
+    ctx: ServerContext, client: int, ids: tuple[str, ...], body: Any
+) -> dict[str, Any]:
+    """A placeholder in ``HOT_WRITES``: ``_serve`` hands these posts to the writer."""
+    raise AssertionError("checkpoint posts are served by checkpoint_batches")
+
+
 _EXP = "/v1/experiments/{experiment_id}"
 # method -> (route template, write): the template as the FastAPI route spells it (token scopes
 # are checked against it, token_scope.py); each ``{name}`` matches digits.
@@ -70,6 +110,8 @@ HOT_WRITES: dict[str, list[tuple[str, Write]]] = {
     "POST": [
         (f"{_EXP}/observations", _create_observation),
         (f"{_EXP}/suggestions", _create_suggestion),
+        (f"{_EXP}/training_runs", _create_training_run),
+        *((template, _checkpoint_post) for template in CHECKPOINT_POSTS),
     ],
     "PUT": [(f"{_EXP}/suggestions/{{suggestion_id}}", _update_suggestion)],
 }
@@ -119,7 +161,11 @@ async def _serve(request: Request, write: Write, template: str, params: dict[str
     path_ids = tuple(params.values())
     body = await json_body(request)
     ctx: ServerContext = request.app.state.context
-    if write is _create_suggestion:
+    post_of = CHECKPOINT_POSTS.get(template)
+    if post_of is not None:
+        post = post_of(client, path_ids, body)
+        payload = await checkpoint_batches.for_app(request.app.state, ctx).create(post)
+    elif write is _create_suggestion:
         # As the route: counted from arrival, also while queued for a worker thread (the
         # pool's demand signal). The id was matched as digits; path_id still checks its range.
         validate_body(SuggestionCreate, body)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
-
-from sqlalchemy.orm import Session
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any, cast
 
 from suggestion_server.domain.early_stopping import (
     NEVER_STOP,
@@ -31,17 +32,14 @@ from suggestion_server.domain.metric_values import values_in_metric_order
 from suggestion_server.domain.training_monitor import MAX_CHECKPOINTS, stopping_policy
 from suggestion_server.services.context import ServerContext
 from suggestion_server.services.render import checkpoint_json, pagination_json
-from suggestion_server.storage.models import Checkpoint, Experiment, TrainingRun
+from suggestion_server.storage.models import Checkpoint
 from suggestion_server.storage.queries import dumps, loads, page_of
 from suggestion_server.storage.training_runs import (
-    checkpoint_at_step,
+    CheckpointSql,
+    RunForCheckpoint,
+    StoredCheckpoint,
     checkpoint_of_run,
-    experiment_of_run,
-    lock_stopping_decisions,
-    metric_curves,
-    record_rung_value,
     run_for_client,
-    rung_values,
 )
 from suggestion_server.wire.errors import ApiError, bad_request
 from suggestion_server.wire.paging import PageRequest
@@ -51,12 +49,8 @@ from suggestion_server.wire.training_runs import CheckpointCreate
 log = logging.getLogger("suggestion_server.checkpoints")
 
 
-def _experiment_for_checkpoints(session: Session, run: TrainingRun) -> Experiment | None:
-    """The run's experiment; None for a project run (outside any experiment)."""
-    experiment = experiment_of_run(session, run)
-    if experiment is not None and experiment.state == "deleted":
-        raise bad_request(f"Cannot create checkpoints for deleted experiment {experiment.id}")
-    return experiment
+def _deleted_experiment(run: RunForCheckpoint) -> ApiError:
+    return bad_request(f"Cannot create checkpoints for deleted experiment {run.experiment_id}")
 
 
 def _metrics_of_project_run(values: list[ValueIn]) -> list[dict[str, Any]]:
@@ -70,10 +64,25 @@ def _metrics_of_project_run(values: list[ValueIn]) -> list[dict[str, Any]]:
     return [{"name": entry.name, "objective": "maximize", "strategy": "store"} for entry in values]
 
 
-def _replayed(run: TrainingRun, stored: Checkpoint, values: list[dict[str, Any]]) -> dict[str, Any]:
+@lru_cache(maxsize=256)
+def _experiment_rules(
+    metrics_json: str, monitor_json: str | None
+) -> tuple[list[dict[str, Any]], StoppingPolicy | None]:
+    """An experiment's metrics and stopping policy, parsed once per distinct stored text.
+
+    Keyed by the columns' text as read in this checkpoint's transaction, so an experiment
+    update (another process's too) is a new key: the cache cannot serve a stale policy. The
+    values are shared: read them, never change them."""
+    metrics: list[dict[str, Any]] = json.loads(metrics_json)
+    return metrics, stopping_policy(loads(monitor_json), metrics)
+
+
+def _replayed(
+    run: RunForCheckpoint, stored: StoredCheckpoint, values: list[dict[str, Any]]
+) -> dict[str, Any]:
     """A re-post of a stored step: the stored checkpoint and decision, or a 409."""
     if json.loads(stored.values_json) == values:
-        return checkpoint_json(stored)
+        return _answer(stored)
     raise ApiError(
         409,
         f"Training run {run.id} already has checkpoint {stored.id} at step {stored.step} with "
@@ -81,7 +90,7 @@ def _replayed(run: TrainingRun, stored: Checkpoint, values: list[dict[str, Any]]
     )
 
 
-def _check_accepting(run: TrainingRun, policy: StoppingPolicy | None, step: int) -> None:
+def _check_accepting(run: RunForCheckpoint, policy: StoppingPolicy | None, step: int) -> None:
     """403 once the run is closed or full; 400 for a step that does not move forward."""
     if run.observation_id is not None:
         raise ApiError(
@@ -120,10 +129,12 @@ def _curve_metrics(
 
 
 def _new_rung(
-    policy: StoppingPolicy | None, run: TrainingRun, step: int, values: dict[str | None, float]
+    policy: StoppingPolicy | None, run: RunForCheckpoint, step: int, values: dict[str | None, float]
 ) -> int | None:
     """The rung this checkpoint reaches first for the run, if it is a decision point of the
-    cross-run rule (a run already told to stop reaches no more rungs)."""
+    cross-run rule (a run already told to stop reaches no more rungs). Only such a checkpoint
+    takes the experiment's decision lock and reads other runs' values: every other one is
+    decided from its own run's row (and curve, for SigOpt's criteria)."""
     if policy is None or policy.rule == "none" or run.stopping_reason is not None:
         return None
     if policy.metric not in values:
@@ -135,9 +146,9 @@ def _new_rung(
 
 
 def _decided_at_rung(
-    session: Session,
+    sql: CheckpointSql,
     policy: StoppingPolicy,
-    run: TrainingRun,
+    run: RunForCheckpoint,
     *,
     experiment_id: int,
     step: int,
@@ -146,10 +157,11 @@ def _decided_at_rung(
     curve: list[float],
 ) -> RungDecision:
     """Record the run's value at ``rung`` and decide, under the experiment's decision lock:
-    the values read are exactly those recorded before this one."""
-    lock_stopping_decisions(session, experiment_id)
-    others = rung_values(session, experiment_id, rung)
-    record_rung_value(session, experiment_id, rung, run.id, value)
+    the values read are exactly those recorded before this one (no cache: with several
+    processes, any value another one recorded must count, or two runs could both be kept)."""
+    sql.lock_decisions(experiment_id)
+    others = sql.rung_values(experiment_id, rung)
+    sql.record_rung_value(experiment_id, rung, run.id, value)
     run.rung_step = rung
     best = best_of([*curve, value], policy.is_maximized(policy.metric))
     return rule_decision(
@@ -158,9 +170,9 @@ def _decided_at_rung(
 
 
 def _decision(
-    session: Session,
+    sql: CheckpointSql,
     policy: StoppingPolicy | None,
-    run: TrainingRun,
+    run: RunForCheckpoint,
     experiment_id: int,
     step: int,
     values: dict[str | None, float],
@@ -169,11 +181,11 @@ def _decision(
     is recorded on the way. Reads the run's curves only when a rule needs them."""
     count = run.checkpoint_count + 1
     rung = _new_rung(policy, run, step, values)
-    prior = metric_curves(session, run.id, _curve_metrics(policy, count, rung is not None))
+    prior = sql.curves(run.id, _curve_metrics(policy, count, rung is not None))
     rung_decision = None
     if policy is not None and rung is not None:
         rung_decision = _decided_at_rung(
-            session,
+            sql,
             policy,
             run,
             experiment_id=experiment_id,
@@ -208,24 +220,38 @@ def _tracked_value(
 
 
 def _advance(
-    run: TrainingRun,
-    checkpoint: Checkpoint,
-    decision: Decision,
-    tracked: tuple[float, bool] | None,
-    now: int,
-) -> None:
-    """The run after ``checkpoint``: counts, last step, best checkpoint, the first stop."""
+    run: RunForCheckpoint, step: int, decision: Decision, tracked: tuple[float, bool] | None
+) -> bool:
+    """The run after its checkpoint at ``step``: counts, last step, best value, the first
+    stop. Whether the checkpoint is the run's new best one."""
     run.checkpoint_count += 1
-    run.last_step = checkpoint.step
-    run.updated = now
+    run.last_step = step
+    new_best = False
     if tracked is not None:
         value, maximize = tracked
         if run.best_value is None or is_better(value, run.best_value, maximize):
             run.best_value = value
-            run.best_checkpoint_id = checkpoint.id
+            new_best = True
     if decision.reason is not None and run.stopping_reason is None:
-        run.stopped_at_step = checkpoint.step
+        run.stopped_at_step = step
         run.stopping_reason = decision.reason
+    return new_best
+
+
+def _answer(stored: StoredCheckpoint) -> dict[str, Any]:
+    # StoredCheckpoint has the Checkpoint row's attribute names, all checkpoint_json reads.
+    return checkpoint_json(cast(Checkpoint, stored))
+
+
+@dataclass(frozen=True)
+class CheckpointPost:
+    """One checkpoint request: the client's run (of ``experiment_id`` when the path names one)
+    and the validated body."""
+
+    client_id: int
+    run_id: int
+    body: CheckpointCreate
+    experiment_id: int | None = None
 
 
 def create_checkpoint(
@@ -237,57 +263,90 @@ def create_checkpoint(
 ) -> dict[str, Any]:
     """Store a checkpoint and answer it with ``should_stop`` (docs/api.md, "Training runs and
     early stopping")."""
+    (result,) = create_checkpoints(ctx, [CheckpointPost(client_id, run_id, body, experiment_id)])
+    if isinstance(result, ApiError):
+        raise result
+    return result
+
+
+def create_checkpoints(
+    ctx: ServerContext, posts: Sequence[CheckpointPost]
+) -> list[dict[str, Any] | ApiError]:
+    """Several checkpoints in one write transaction (group commit), each answered as if alone:
+    its checkpoint, or the ``ApiError`` refusing it (raised before it wrote anything, so a
+    refused post never disturbs the others). Posts are taken in order, so a second post of the
+    same run sees the first (a re-post of its step is a replay).
+
+    PostgreSQL: the runs' row locks are taken first, all at once in id order, and the
+    experiment's decision lock only after them, as a single checkpoint does: two processes'
+    transactions then wait for each other's rows in one order and never deadlock. Rung values
+    read under the decision lock are remembered until the transaction ends (nobody else can
+    record one meanwhile) and this batch's own are stored just before it commits."""
+    results: list[dict[str, Any] | ApiError] = []
+    with ctx.store.write() as session:
+        sql = CheckpointSql(session)
+        sql.lock_runs([post.run_id for post in posts])
+        for post in posts:
+            try:
+                results.append(_create_one(ctx, sql, post))
+            except ApiError as exc:
+                results.append(exc)
+        sql.finish()
+    return results
+
+
+def _create_one(ctx: ServerContext, sql: CheckpointSql, post: CheckpointPost) -> dict[str, Any]:
+    """One checkpoint in the batch's transaction: the run's row (locked) with its experiment's
+    columns, the checkpoint's insert and the run's update; a rung checkpoint adds the decision
+    lock, the rung's values and its own. A re-post of a stored step reads that checkpoint."""
+    body = post.body
     if not body.values:
         raise bad_request("Invalid value for values: [] - expected at least one metric evaluation")
-    with ctx.store.write() as session:
-        run = run_for_client(session, client_id, run_id, experiment_id=experiment_id, lock=True)
-        experiment = _experiment_for_checkpoints(session, run)
-        if experiment is None:
-            metrics = _metrics_of_project_run(body.values)
-        else:
-            metrics = json.loads(experiment.metrics_json)
-        values = values_in_metric_order(metrics, body.values)
-        step = body.step if body.step is not None else (run.last_step or 0) + 1
-        stored = checkpoint_at_step(session, run.id, step)
+    run = sql.run(post.client_id, post.run_id, post.experiment_id)
+    if run.experiment_state == "deleted":
+        raise _deleted_experiment(run)
+    experiment_id = run.experiment_id
+    if experiment_id is None or run.metrics_json is None:  # a project run
+        experiment_id, metrics, policy = None, _metrics_of_project_run(body.values), None
+    else:
+        metrics, policy = _experiment_rules(run.metrics_json, run.monitor_json)
+    values = values_in_metric_order(metrics, body.values)
+    step = body.step if body.step is not None else (run.last_step or 0) + 1
+    # Steps only move forward, so a stored checkpoint at ``step`` needs step <= last step.
+    if run.last_step is not None and step <= run.last_step:
+        stored = sql.at_step(run.id, step)
         if stored is not None:
             return _replayed(run, stored, values)
-        policy = (
-            None
-            if experiment is None
-            else stopping_policy(loads(experiment.training_monitor_json), metrics)
+    _check_accepting(run, policy, step)
+    by_name = {v["name"]: float(v["value"]) for v in values}
+    # No early-stopping decision without an experiment: nothing to compare the run with.
+    decision = (
+        NEVER_STOP
+        if experiment_id is None
+        else _decision(sql, policy, run, experiment_id, step, by_name)
+    )
+    tracked = None if experiment_id is None else _tracked_value(policy, metrics, by_name)
+    draft = StoredCheckpoint(
+        id=0,  # given by the insert
+        training_run_id=run.id,
+        created=ctx.now(),
+        step=step,
+        values_json=dumps(values) or "[]",
+        metadata_json=dumps(body.metadata),
+        should_stop=decision.should_stop,
+        stopping_reasons_json=dumps(decision.stopping_reasons) or "{}",
+    )
+    new_best = _advance(run, step, decision, tracked)
+    checkpoint = replace(draft, id=sql.insert(run, draft, new_best))
+    if decision.reason is not None:
+        log.info(
+            "training run stopped experiment=%s training_run=%s step=%s reason=%s",
+            run.experiment_id,
+            run.id,
+            step,
+            decision.reason,
         )
-        _check_accepting(run, policy, step)
-        by_name = {v["name"]: float(v["value"]) for v in values}
-        # No early-stopping decision without an experiment: nothing to compare the run with.
-        decision = (
-            NEVER_STOP
-            if experiment is None
-            else _decision(session, policy, run, experiment.id, step, by_name)
-        )
-        tracked = None if experiment is None else _tracked_value(policy, metrics, by_name)
-        now = ctx.now()
-        checkpoint = Checkpoint(
-            training_run_id=run.id,
-            step=step,
-            values_json=dumps(values) or "[]",
-            metadata_json=dumps(body.metadata),
-            created=now,
-            should_stop=decision.should_stop,
-            stopping_reasons_json=dumps(decision.stopping_reasons) or "{}",
-        )
-        session.add(checkpoint)
-        session.flush()
-        _advance(run, checkpoint, decision, tracked, now)
-        session.flush()
-        if decision.reason is not None:
-            log.info(
-                "training run stopped experiment=%s training_run=%s step=%s reason=%s",
-                run.experiment_id,
-                run.id,
-                step,
-                decision.reason,
-            )
-        return checkpoint_json(checkpoint)
+    return _answer(checkpoint)
 
 
 def list_checkpoints(

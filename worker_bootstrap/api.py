@@ -32,7 +32,9 @@ def run(
     ``evaluate`` returns a number, or a list of ``{"name", "value", "value_stddev"}``; raising
     makes a failed observation with the exception as reason. ``context`` carries
     ``suggestion_id``, ``checkpoint_dir``, ``resumed``, ``attempt``, ``metadata`` (a dict the
-    function may fill) and ``stop_requested`` (an Event set on SIGTERM or a spot notice).
+    function may fill) and ``stop_requested`` (an Event set on SIGTERM or a spot notice);
+    ``context.checkpoint_saved(step)`` says ``checkpoint_dir`` is complete, so that with
+    ``OPTFLEET_CHECKPOINT_S3`` another instance taking the suggestion over continues from it.
     Unset arguments fall back to the environment, as for the command line.
     """
     flags = {

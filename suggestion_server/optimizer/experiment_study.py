@@ -15,10 +15,9 @@ Stopped runs (an observation whose training run was told to stop early, ``stoppe
 set) are configurations seen to be losing, neither failures nor full-fidelity values. For one
 objective they are PRUNED trials whose one intermediate value is the observed value at the stop,
 as Optuna's pruners leave them: TPE ranks them after every complete trial (later stop first,
-then value), and the Gaussian process models them by their rank among the runs stopped at
-the same step, between the median and the worst full-length value (gp/proposer.py). For two
-objectives (TPE's ranking of pruned trials needs one direction) they are COMPLETE trials at
-values no better than the worst full-length value of each objective.
+then value), and the Gaussian process models them no better than the worst full-length value
+(gp/proposer.py). For two objectives (TPE's ranking of pruned trials needs one direction) they
+are COMPLETE trials at values no better than the worst full-length value of each objective.
 They never change the worst values that failures are placed at.
 
 Every finished trial carries the same constraints (``failed``: 0 or 1, and ``metric:NAME`` per

@@ -9,7 +9,7 @@ Every other start-up point takes parameters with a prior from the prior (priors.
 
 Runs stopped early are PRUNED trials (experiment_study.py): finished suggestions for the start-up
 count, and trials the model sees (TPE ranks them after the complete ones; the Gaussian process
-models them by their rank at their step, between the median and the worst full-length value).
+models them no better than the worst full-length value).
 
 Then the model sampler (Gaussian process or TPE) proposes. A proposal that violates a linear
 constraint is asked again (TPE samples at random and may), and after ``_FEASIBLE_TRIES`` replaced

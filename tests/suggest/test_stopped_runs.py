@@ -2,9 +2,8 @@
 
 An observation whose training run was told to stop (``stopped_at_step``) is neither a failure nor
 a full-length value: one objective makes it a PRUNED trial (TPE ranks it after every complete
-trial; the Gaussian process models it by its rank among the runs stopped at the same step,
-between the median and the worst full-length value), two objectives a COMPLETE trial no better
-than the worst full-length value of each objective.
+trial; the Gaussian process models it no better than the worst full-length value), two
+objectives a COMPLETE trial no better than the worst full-length value of each objective.
 """
 
 from __future__ import annotations
@@ -67,7 +66,7 @@ def test_worst_models_a_stopped_value_no_better_than_the_worst_full_length_value
         _frozen(0.1, stopped=True, trial_id=2),  # looks best, but only at step 3
         _frozen(7.0, stopped=True, trial_id=3),  # worse than every full run: kept
     ]
-    assert modelled_values(trials, 1.0, stopped="worst").tolist() == [1.0, 3.0, 3.0, 7.0]
+    assert modelled_values(trials, 1.0).tolist() == [1.0, 3.0, 3.0, 7.0]
     # Maximized (sign -1): 7 would be the best, 0.1 is worse than the worst full run (1).
     assert modelled_values(trials, -1.0, stopped="worst").tolist() == [-1.0, -3.0, -0.1, -1.0]
     # Before any full-length value, stopped runs are all there is.
@@ -82,14 +81,14 @@ def test_ranked_models_stopped_runs_by_their_rank_at_their_step_in_the_worse_hal
         _frozen(40.0, stopped=True, trial_id=11),  # the worst at its step: near the worst
         _frozen(20.0, stopped=True, trial_id=12, step=9),  # alone at step 9: in the middle
     ]
-    values = modelled_values([*full, *stopped], 1.0).tolist()
+    values = modelled_values([*full, *stopped], 1.0, stopped="ranked").tolist()
     assert values[:5] == [1.0, 2.0, 3.0, 4.0, 5.0]  # full-length values as they are
     # Two at step 3: percentiles 1/4 and 3/4 of the worse half (levels 0.625, 0.875).
     assert values[5:] == pytest.approx([3.5, 4.5, 4.0])
     # Never the incumbent, and on the full-length values' scale whatever the early values were.
     assert min(values[5:]) >= 3.0 and max(values[5:]) <= 5.0
     # Maximized: the ranking flips with the sign.
-    flipped = modelled_values([*full, *stopped], -1.0).tolist()
+    flipped = modelled_values([*full, *stopped], -1.0, stopped="ranked").tolist()
     assert flipped[5:] == pytest.approx([-1.5, -2.5, -2.0])
 
 
@@ -100,10 +99,10 @@ def test_the_gp_incumbent_is_a_full_length_value() -> None:
     stopped = _frozen(-50.0, stopped=True, trial_id=7)
     state = proposer._state([*full, stopped], [])
     observed = state.acquisition.objective.y[:6]
-    # The incumbent is the best full run's standardized value; the stopped run (alone at its
-    # step) sits between the median (full run 2) and the worst full run (4).
+    # The incumbent is the best full run's standardized value, and the stopped run sits at
+    # the worst full run's.
     assert state.acquisition.incumbent == observed[0] == observed.min()
-    assert observed[2] < observed[5] < observed[4]
+    assert observed[5] == observed[4] == observed.max()
 
 
 def test_a_stopped_run_is_a_pruned_trial_and_counts_as_finished() -> None:

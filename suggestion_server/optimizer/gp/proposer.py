@@ -1,7 +1,7 @@
 """Gaussian-process Bayesian optimization, aware of the fleet's open work.
 
 Each ask models the completed trials (failed ones at the worst value seen, so the model learns to
-avoid them; runs stopped early, PRUNED trials, no better than a typical full-length value, see
+avoid them; runs stopped early, PRUNED trials, no better than the worst full-length value, see
 ``modelled_values``), conditions the model on the RUNNING trials at its own predicted values (the
 "kriging believer": in-flight points are believed to come out as predicted, which removes their
 uncertainty and so spreads a fleet's parallel proposals instead of crowding one spot), and
@@ -47,9 +47,8 @@ LOCAL_CANDIDATES_PER_POINT = 64
 LOCAL_CENTRES = 5
 # A batch picks from a fixed candidate set without gradient steps: more random candidates.
 BATCH_EXTRA_CANDIDATES = 1024
-# Runs stopped early are modelled no better than this quantile of the full-length values
-# (modelled_values): the median, a run seen to be losing is no better than a typical one. Chosen
-# a priori, not tuned.
+# With ``stopped_values="ranked"`` runs stopped early are modelled no better than this quantile
+# of the full-length values (modelled_values): the median. Chosen a priori, not tuned.
 STOPPED_QUANTILE = 0.5
 # Every this many fits, fitting also starts from the prior's mode, not only the last fit.
 _RESTART_EVERY = 8
@@ -330,18 +329,18 @@ def modelled_values(
     trials: Sequence[FrozenTrial],
     sign: float,
     failed: np.ndarray | None = None,
-    stopped: StoppedValues = "ranked",
+    stopped: StoppedValues = "worst",
 ) -> np.ndarray:
     """The values the objective model sees, minimized (``sign`` -1 for a maximized metric).
 
-    A run stopped early is a configuration seen to be losing, not a full-length value, and its
-    value at the stop is on another scale (an early value of a learning curve, a low fidelity):
-    ``ranked`` (the default) models it from its rank among the runs stopped at the same step,
-    the best of them at the median of the full-length values, the worst at the worst, so the
-    model's scale stays the full-length values' and stops carry their ordering; ``worst`` models
-    it at the worse of its own value and the worst full-length value. Either way it is never the
-    incumbent. Before any full-length value, stopped runs keep their own values (nothing better
-    is known). Failed trials and NaN stay as they are.
+    A run stopped early is a configuration seen to be losing, not a full-length value: ``worst``
+    (the default) models it at the worse of its own value and the worst full-length value, so
+    the model steers away from its region without believing its early value. ``ranked``
+    (development only, see ``ProposerSettings.stopped_values``) models it from its rank among
+    the runs stopped at the same step, the best of them at the median of the full-length
+    values, the worst at the worst. Either way it is never the incumbent. Before any
+    full-length value, stopped runs keep their own values (nothing better is known). Failed
+    trials and NaN stay as they are.
     """
     raw = np.array([sign * _objective_value(t) for t in trials], dtype=float)
     if not len(raw):

@@ -50,8 +50,11 @@ class ProposerSettings:
     lost_below: float = -math.inf
     # The leave-one-out check needs this many finished points to mean anything.
     lost_min_points: int = 10
-    # How runs stopped early are modelled (proposer.modelled_values).
-    stopped_values: StoppedValues = "ranked"
+    # How runs stopped early are modelled (proposer.modelled_values). "ranked" made ASHA on the
+    # learning-curve benchmark's SGD run 1,917 trials with 32 full-length ones instead of ~730
+    # and 85, and a worse best (seed 0, docs/benchmarks.md "learning-curves"): the bad regions'
+    # terrible early values, mapped onto the full-length values' scale, no longer repel the model.
+    stopped_values: StoppedValues = "worst"
 
     def explores(self, finished: int, asked: int, loo: float) -> bool:
         """Whether this proposal (``asked`` trials so far) should be space-filling."""

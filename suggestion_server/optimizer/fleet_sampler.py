@@ -31,7 +31,7 @@ from suggestion_server.optimizer.api import AssignmentValue, LinearConstraint, P
 from suggestion_server.optimizer.encoding import UnitCubeEncoding
 from suggestion_server.optimizer.gp.proposer import GaussianProcessProposer
 from suggestion_server.optimizer.linear_constraints import satisfies
-from suggestion_server.optimizer.priors import Priors
+from suggestion_server.optimizer.priors import Priors, top_up_until
 
 _FEASIBLE_TRIES = 8
 _RANDOM_FEASIBLE_BATCHES = 40
@@ -65,6 +65,8 @@ class FleetSampler(optuna.samplers.BaseSampler):
         sobol = qmc.Sobol(d=len(parameters), scramble=True, seed=self._rng)
         self._sobol = sobol.random_base2(int(np.log2(_SOBOL_POINTS)))
         self._startup_drawn = 0
+        if isinstance(model, GaussianProcessProposer):
+            model.top_up_until = top_up_until(self._priors, n_startup)
 
     def reseed_rng(self) -> None:
         self._rng = np.random.default_rng()

@@ -1,11 +1,16 @@
 """Priors on doubles: where the user believes the optimum lies, used twice.
 
-- **Start-up design.** Every other start-up point (the 1st, 3rd, ...) takes a prior's
-  parameter through the prior's inverse CDF (the normal truncated to the bounds): spread evenly
-  *under the prior*, dense near a normal prior's mean. The others stay uniform, so the model
-  sees the whole range even when the prior is wrong (measured on Branin with a wrong prior,
-  6 seeds: every start-up point from the prior left 1.6-2.3x this mix's median regret at 40
-  observations).
+- **Start-up design.** Every ``STARTUP_PRIOR_EVERY``-th start-up point (the 1st, 3rd, ...)
+  takes a prior's parameter through the prior's inverse CDF (the normal truncated to the
+  bounds): spread evenly *under the prior*, dense near a normal prior's mean. The others stay
+  uniform, so the model sees the whole range even when the prior is wrong (measured on Branin
+  with a wrong prior, 6 seeds: every start-up point from the prior left 1.6-2.3x this mix's
+  median regret at 40 observations).
+- **Made up for when contradicted.** Once the incumbent contradicts the prior (below), the
+  first proposals after the start-up design are space-filling, as many as the design drew from
+  the prior (``top_up_until``; 5 of 10): the model then has the uniform design it would have
+  without a prior, plus the prior's points. A right prior is seldom contradicted and then pays
+  nothing; a wrong one pays those evaluations.
 - **Model.** The acquisition is multiplied by the prior density raised to β/n, n the finished
   observations (πBO: Hvarfner et al., 2022, "πBO: Augmenting acquisition functions with user
   beliefs for Bayesian optimization"); in log space, log EI + (β/n) Σ log π_i(x_i). Early on the
@@ -30,14 +35,19 @@
   ``EVIDENCE_LEVEL`` = 0.9 was chosen between 0.9 and 0.99 on development problems with priors
   placed as the benchmark's (Hartmann-3 and Styblinski-Tang 8-D; not Branin or Hartmann-6,
   which report it; runs in benchmarks/data/priors_dev_runs.jsonl): both kept a right prior's
-  gain; 0.9 lost a little less to a wrong one. Two other guards were tried there and dropped:
-  every other model proposal ignoring the prior, and that with the prior's start-up points on
-  top of a full uniform design: on Styblinski-Tang they raised a right prior's median regret
-  at 80 from 1.4 to 7.4 and 11 and left a wrong prior's at 100 and 110 (110 without them;
-  4-7 seeds each). On Hartmann-6 the switch frees 4 of 20 runs with a wrong prior from the
-  local minimum (13 of 20 end near the optimum without a prior; docs/benchmarks.md,
-  "quality-priors"). A likely cause, not measured: the start-up points drawn from the wrong
-  prior leave the model half the uniform design it has without a prior.
+  gain; 0.9 lost a little less to a wrong one. On Hartmann-6 the switch alone freed 4 of 20
+  runs with a wrong prior from a local minimum (13 of 20 end near the optimum without a
+  prior). A likely cause: the start-up points drawn from the wrong prior left the model half
+  the uniform design it has without one, hence the make-up above.
+- **Chosen on the development problems** (10 seeds, median regret at 80): the make-up
+  (``TOP_UP_CONTRADICTED``) against a quarter of the start-up design from the prior, and both
+  together. Hartmann-3 with a wrong prior: 3.9e-06 with the make-up, 6.4e-06 a quarter,
+  5.8e-06 both, 7.8e-06 before, 4.5e-06 without a prior; a right prior's gain kept by all
+  (after 20 observations the make-up keeps it whole: 0.02 against 0.044 and 0.037 for the
+  quarter designs). Styblinski-Tang's wrong prior sits on its second-best basin, where the
+  data agree with it: 92-98 for all, 100 before, 45 without a prior. Dropped earlier: every
+  other model proposal ignoring the prior, and the prior's start-up points always on top of
+  a full uniform design (they cut a right prior's gain on Styblinski-Tang).
 
 Densities are taken in the unit cube (a linear map of a double without log transformation, the
 only parameters that may carry a prior); their normalizing constants do not move an argmax.
@@ -58,6 +68,11 @@ from suggestion_server.optimizer.conditionals import CubeLayout, ScoredPoints
 PRIOR_STRENGTH = 5.0
 # The prior's mass in the central region the incumbent must lie in for the prior to count.
 EVIDENCE_LEVEL = 0.9
+# Every this many start-up points (the 0th, the STARTUP_PRIOR_EVERY-th, ...) come from the prior.
+STARTUP_PRIOR_EVERY = 2
+# Once the incumbent contradicts the prior, as many space-filling points as the start-up design
+# drew from the prior are proposed before the model's, so the model sees a full uniform design.
+TOP_UP_CONTRADICTED = True
 # Beta densities with a shape below 1 are infinite at the bounds: judged this far inside.
 _EDGE = 1e-6
 
@@ -165,15 +180,24 @@ class Priors:
         return count > 0 and spread > float(chi2.ppf(EVIDENCE_LEVEL, count))
 
     def startup_fractions(self, fractions: np.ndarray, index: int) -> np.ndarray:
-        """The per-parameter fractions of start-up point ``index`` (0, 1, ...): for an even
-        index, those of parameters with a prior taken through the prior's inverse CDF; for an
-        odd one, unchanged (uniform)."""
+        """The per-parameter fractions of start-up point ``index`` (0, 1, ...): for every
+        ``STARTUP_PRIOR_EVERY``-th index, those of parameters with a prior taken through the
+        prior's inverse CDF; for the others, unchanged (uniform)."""
         mapped = np.array(fractions, dtype=float)
-        if index % 2:
+        if index % STARTUP_PRIOR_EVERY:
             return mapped
         for prior in self._priors:
             mapped[prior.index] = prior.quantile(float(fractions[prior.index]))
         return mapped
+
+
+def top_up_until(priors: Priors | None, n_startup: int) -> int:
+    """Trials asked (finished and open) before which a contradicted prior's start-up points are
+    made up for with space-filling ones: ``n_startup`` plus those the prior drew; 0 (never)
+    without priors or with ``TOP_UP_CONTRADICTED`` off."""
+    if not priors or not TOP_UP_CONTRADICTED:
+        return 0
+    return n_startup + len(range(0, n_startup, STARTUP_PRIOR_EVERY))
 
 
 def prior_weight(observed: int, contradicted: bool = False) -> float:

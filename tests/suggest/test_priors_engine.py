@@ -7,11 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from suggestion_server.optimizer import priors as priors_module
 from suggestion_server.optimizer.api import BetaPrior, NormalPrior, ParameterSpec, SearchSpec
 from suggestion_server.optimizer.encoding import UnitCubeEncoding
+from suggestion_server.optimizer.gp import proposer as proposer_module
 from suggestion_server.optimizer.priors import (
     EVIDENCE_LEVEL,
     PRIOR_STRENGTH,
+    STARTUP_PRIOR_EVERY,
     Priors,
     PriorWeighted,
     prior_log_term,
@@ -112,10 +115,14 @@ def test_a_contradicted_prior_weighs_nothing() -> None:
     assert prior_log_term(priors, points, 10).all()
 
 
-def test_a_contradicting_incumbent_switches_the_prior_off() -> None:
+def test_a_contradicting_incumbent_switches_the_prior_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The prior says x near -1.5; a finished point at x = 1.5 is far better than the flat rest.
     Left on, the prior would pull the proposals toward -1.5 (as in the test above: checked to
-    spread them over [-2, 1.2] at this seed); switched off, they go where the data say."""
+    spread them over [-2, 1.2] at this seed); switched off, they go where the data say. (The
+    space-filling make-up that follows a contradiction is left out here: tested below.)"""
+    monkeypatch.setattr(priors_module, "TOP_UP_CONTRADICTED", False)
     rows = MemoryRows(_spec(NormalPrior(mean=-1.5, scale=0.3)))
     rows.observe(None, {"loss": 0.0}, assignments={"x": 1.5, "y": 0.5})
     xs = _flat_proposals(rows)
@@ -175,3 +182,36 @@ def test_priors_are_ignored_where_they_do_not_apply() -> None:
         ParameterSpec("lr", "double", low=1e-4, high=1.0, log=True, prior=NormalPrior(0.1, 0.1)),
     )
     assert not Priors.in_cube(parameters, UnitCubeEncoding(parameters))
+
+
+def _space_filling_asks(monkeypatch: pytest.MonkeyPatch, mean: float) -> list[int]:
+    """Which of asks 10-13 (the four after the start-up design; 14 explores anyway) were
+    space-filling, with a prior at ``mean`` and the best values near x = 1.5."""
+    asks: list[int] = []
+    current = [0]
+    real = proposer_module.space_filling_point
+
+    def spy(*args: object, **kwargs: object) -> object:
+        asks.append(current[0])
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(proposer_module, "space_filling_point", spy)
+    rows = MemoryRows(_spec(NormalPrior(mean=mean, scale=0.3)))
+    engine = StudySuggester(seed=2)
+    for n in range(14):
+        current[0] = n
+        sid, assignments = rows.create_suggestion(engine)
+        rows.observe(sid, {"loss": (float(assignments["x"]) - 1.5) ** 2})
+    return asks
+
+
+def test_a_contradicted_prior_gets_its_startup_points_made_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The prior says x near -1.5, the data say 1.5: the start-up points drawn from the prior
+    are made up for with as many space-filling ones, so the model sees a full uniform design."""
+    drawn = len(range(0, 10, STARTUP_PRIOR_EVERY))
+    assert _space_filling_asks(monkeypatch, -1.5) == list(range(10, 10 + min(drawn, 4)))
+    assert _space_filling_asks(monkeypatch, 1.4) == []  # a right prior: the model's own
+    monkeypatch.setattr(priors_module, "TOP_UP_CONTRADICTED", False)
+    assert _space_filling_asks(monkeypatch, -1.5) == []

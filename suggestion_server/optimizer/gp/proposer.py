@@ -95,13 +95,17 @@ class GaussianProcessProposer:
         self._max_pending = max_pending
         self._fitted: dict[str, tuple[tuple[int, ...], Hyperparameters]] = {}
         self._fits = 0
+        self.top_up_until = 0  # set by the fleet sampler, which knows the start-up design
 
     def propose(
         self, complete: Sequence[FrozenTrial], running: Sequence[FrozenTrial]
     ) -> dict[str, AssignmentValue]:
         """The next point given finished and in-flight trials (at least one finished)."""
         state = self._state(complete, running)
-        if self._settings.explores(len(complete), len(complete) + len(running), self._loo):
+        asked = len(complete) + len(running)
+        # A contradicted prior's start-up points made up for (priors.top_up_until).
+        tops_up = state.prior_contradicted and asked < self.top_up_until
+        if tops_up or self._settings.explores(len(complete), asked, self._loo):
             random_points = self._encoding.random_points(SPACE_FILLING_POOL, self._rng)
             known = np.vstack([state.observed, state.excluded])
             spread = space_filling_point(

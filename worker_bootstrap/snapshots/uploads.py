@@ -95,6 +95,9 @@ class AttemptUploads:
         deadline = self.uploads.monotonic() + budget_s
         if self.thread is not None:
             self.thread.join(max(0.0, budget_s))
+            if self.thread.is_alive():
+                self.log.event("snapshot_upload_late", self.sid, budget_s=round(budget_s, 1))
+                return  # the earlier upload used the whole window: one upload at a time
         if not clean_exit:
             self.log.event("snapshot_skipped", self.sid, reason="evaluation killed")
             return

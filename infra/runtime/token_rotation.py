@@ -89,7 +89,7 @@ class Api:
                 f"{self.url.rstrip('/')}/v1{path}", data=data, method=method, headers=headers
             )
             try:
-                with urllib.request.urlopen(  # noqa: S310
+                with urllib.request.urlopen(  # noqa: S310 (the request built above)
                     request, timeout=TIMEOUT_S, context=context
                 ) as response:
                     answer: Dict[str, Any] = json.loads(response.read() or b"{}")

@@ -123,17 +123,19 @@ def test_parallel_coordinates_offer_metadata_axes(signed_in: Any, fleet: Fleet) 
         assert axis in offered, (axis, sorted(offered))
     assert offered["k:instance_id"].get_attribute("data-categorical") == "1"
     assert offered["k:duration_s"].get_attribute("data-categorical") == "0"
-    plotted = int(page.get_attribute("#app", "data-plotted") or "0")
     offered["k:instance_id"].check()
     offered["k:duration_s"].check()
-    wait_until(
-        lambda: int(page.get_attribute("#app", "data-plotted") or "0") > plotted, 30, "replot"
-    )
-    dimensions = page.evaluate(
-        "document.getElementById('plot-parcoords').data[0].dimensions"
-        ".map(d => ({label: d.label, ticktext: d.ticktext || null, n: d.values.length}))"
-    )
-    by_label = {d["label"]: d for d in dimensions}
+
+    def plotted_dimensions() -> dict[str, Any]:
+        dimensions = page.evaluate(
+            "document.getElementById('plot-parcoords').data[0].dimensions"
+            ".map(d => ({label: d.label, ticktext: d.ticktext || null, n: d.values.length}))"
+        )
+        return {d["label"]: d for d in dimensions}
+
+    # Each check replots on its own: wait for the plot that has both new axes, not the first.
+    wait_until(lambda: {"instance_id", "duration_s"} <= set(plotted_dimensions()), 30, "replot")
+    by_label = plotted_dimensions()
     assert {"x", "y", "layers", "optimizer", "score", "instance_id", "duration_s"} <= set(by_label)
     # instance_id is a categorical axis whose ticks are the instances that reported a score.
     scored = {

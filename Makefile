@@ -128,7 +128,7 @@ bench-quality-deps: deps
 	$(BIN)/python -m pip install -q --disable-pip-version-check scipy==1.17.1 cmaes==0.13.1 \
 	  scikit-learn==1.9.1 coco-experiment==2.8.2 $(TORCH)
 
-# 40 seeds x 8 problems x 5 methods (about 45 min on 2 quiet cores); Optuna's GPSampler takes most of it.
+# 40 seeds x 9 problems x 5 methods: hours on 2 cores, most of it Optuna's GPSampler (about 40 CPU s a run).
 bench-quality: bench-quality-deps
 	$(BIN)/python -m benchmarks.bench_quality $(BENCH_QUALITY_ARGS)
 
